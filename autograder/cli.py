@@ -1,0 +1,100 @@
+"""Command line: ``python -m autograder <command>``.
+
+    selfcheck [LAB ...]           reference 100%, stubs 0%, every mutant caught
+    grade PATH ... --out DIR      grade notebooks or folders into DIR
+    build-solutions --out DIR     write every lab with the reference code in it
+    list                          the labs, their checks and mutants
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from autograder.labs import all_labs, find_lab
+
+
+def cmd_selfcheck(args) -> int:
+    from autograder.selfcheck import mutant_table, selfcheck_lab
+
+    labs = [find_lab(name) for name in args.labs] if args.labs else all_labs()
+    ok = True
+    for lab in labs:
+        start = time.perf_counter()
+        result = selfcheck_lab(lab, jobs=args.jobs)
+        print(f"{result.summary()}   ({time.perf_counter() - start:.0f} s)", flush=True)
+        if args.verbose:
+            print("\n".join(mutant_table(result)))
+        for line in result.details():
+            print(line)
+        ok &= result.ok
+    if not labs:
+        print("no labs found in labs/")
+        return 1
+    return 0 if ok else 1
+
+
+def cmd_grade(args) -> int:
+    from autograder.grade import grade_all
+
+    reports = grade_all(args.paths, args.out, jobs=args.jobs, time_limit=args.time_limit)
+    for r in sorted(reports, key=lambda r: (r.student, r.lab)):
+        status = f"error: {r.error.splitlines()[0]}" if r.error else f"{r.percent:5.1f}%"
+        print(f"{r.student:<20} {r.lab:<24} {r.score:g}/{r.max_score:g}  {status}")
+    print(f"gradebook: {args.out}/gradebook.csv ({len(reports)} submissions graded)")
+    return 0
+
+
+def cmd_build_solutions(args) -> int:
+    from autograder.build import build_solutions
+
+    for path in build_solutions(args.out):
+        print(path)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from autograder.mutants import load_mutants
+    from autograder.runner import collect_checks
+
+    for lab in all_labs():
+        checks = collect_checks(lab)
+        points = sum(c["points"] for c in checks)
+        print(f"{lab.name}: {len(checks)} checks ({points:g} points), "
+              f"{len(load_mutants(lab))} mutants")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("selfcheck", help="prove the checks: reference 100%%, stubs 0%%, mutants")
+    p.add_argument("labs", nargs="*", help="labs to check (name or topic); default: all")
+    p.add_argument("--jobs", type=int, default=2, help="notebooks graded at once")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="list which checks catch each mutant")
+    p.set_defaults(func=cmd_selfcheck)
+
+    p = sub.add_parser("grade", help="grade notebooks or folders of submissions")
+    p.add_argument("paths", nargs="+", help="notebooks, or folders <student>/<NN_topic>.ipynb")
+    p.add_argument("--out", required=True, help="folder for the reports and gradebook.csv")
+    p.add_argument("--jobs", type=int, default=1, help="notebooks graded at once")
+    p.add_argument("--time-limit", type=float, default=300.0, help="seconds per submission")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("build-solutions", help="write the labs with the reference code")
+    p.add_argument("--out", required=True, help="folder to write the solved notebooks to")
+    p.set_defaults(func=cmd_build_solutions)
+
+    p = sub.add_parser("list", help="list the labs with their checks and mutants")
+    p.set_defaults(func=cmd_list)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, FileNotFoundError) as e:
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,109 @@
+"""Seeded student bugs for Lab 01 (input preprocessing).
+
+Each is a mistake seen in real submissions or one step away from one. The
+selfcheck proves that the hidden checks catch every one of them.
+"""
+
+import numpy as np
+
+from autograder.mutants import mutant
+from solutions.preprocessing import Preprocessor, channel_std, mean_image
+
+
+@mutant("mean_image rounds the mean back to the input's dtype (uint8)", replaces="mean_image")
+def mean_image_rounded(x):
+    x = np.asarray(x)
+    return x.mean(axis=0).astype(x.dtype)
+
+
+@mutant("mean_image sums uint8 pixels in uint8, which overflows", replaces="mean_image")
+def mean_image_uint8_sum(x):
+    x = np.asarray(x)
+    return x.sum(axis=0, dtype=x.dtype) / x.shape[0]
+
+
+@mutant("channel_mean reshapes (N, C, H, W) to (C, -1) without moving the C axis first",
+        replaces="channel_mean")
+def channel_mean_bad_reshape(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x.reshape(x.shape[1], -1).mean(axis=1)
+
+
+@mutant("channel_std uses the sample standard deviation (ddof=1)", replaces="channel_std")
+def channel_std_sample(x):
+    return np.asarray(x, dtype=np.float64).std(axis=(0, 2, 3), ddof=1)
+
+
+@mutant("channel_std averages the per-image standard deviations (wrong axes)",
+        replaces="channel_std")
+def channel_std_per_image(x):
+    return np.asarray(x, dtype=np.float64).std(axis=(2, 3)).mean(axis=0)
+
+
+@mutant("transform re-fits the statistics on the data it transforms (test set leak)",
+        replaces="Preprocessor")
+class PreprocessorRefitsOnInput(Preprocessor):
+    def transform(self, x):
+        if self.mean is not None:
+            self.fit(x)
+        return super().transform(x)
+
+
+@mutant("transform subtracts in place, modifying a float64 input", replaces="Preprocessor")
+class PreprocessorInPlace(Preprocessor):
+    def transform(self, x):
+        out = super().transform(x)
+        if isinstance(x, np.ndarray) and x.dtype == np.float64:
+            x[...] = out  # what `x -= mean` on the caller's array does
+            return x
+        return out
+
+
+@mutant('"channel_mean" and "standardize" subtract the mean image instead of channel means',
+        replaces="Preprocessor")
+class PreprocessorMeanImageEverywhere(Preprocessor):
+    def fit(self, x_train):
+        super().fit(x_train)
+        self.mean_img = mean_image(x_train)
+        return self
+
+    def transform(self, x):
+        if self.mean is None:
+            raise RuntimeError("call fit first")
+        out = np.asarray(x) - self.mean_img[None]
+        if self.mode == "standardize":
+            out = out / self.std[None, :, None, None]
+        return out
+
+
+@mutant('"standardize" divides by the variance instead of the standard deviation',
+        replaces="Preprocessor")
+class PreprocessorDividesByVariance(Preprocessor):
+    def fit(self, x_train):
+        super().fit(x_train)
+        if self.std is not None:
+            self.std = channel_std(x_train) ** 2
+        return self
+
+
+@mutant("transform does not check the number of channels (numpy broadcasts silently)",
+        replaces="Preprocessor")
+class PreprocessorNoChannelCheck(Preprocessor):
+    def transform(self, x):
+        if self.mean is None:
+            raise RuntimeError("call fit first")
+        x = np.asarray(x)
+        if self.mode == "mean_image":
+            return x - self.mean
+        out = x - self.mean[:, None, None]
+        if self.mode == "standardize":
+            out = out / self.std[:, None, None]
+        return out
+
+
+@mutant("transform before fit returns its input instead of raising", replaces="Preprocessor")
+class PreprocessorNoFitCheck(Preprocessor):
+    def transform(self, x):
+        if self.mean is None:
+            return np.array(x, dtype=np.float64)
+        return super().transform(x)

@@ -1,0 +1,264 @@
+"""The grader's pytest plugin (registered as the ``autograder`` pytest11 entry point).
+
+- ``pytest autograder/checks`` grades the reference solution in-process: it
+  must pass, which proves the checks agree with the reference.
+- ``pytest autograder/checks/test_<topic>.py --submission NB.ipynb`` grades a
+  notebook; ``--results FILE`` streams one JSON line per check, so that a
+  parent process keeps every result obtained before a crash or a time-out.
+
+Fixtures for checks: ``student`` (the code under test), ``reference`` (the
+solutions module), ``rng`` (a numpy Generator seeded from the check's name)
+and ``seed`` (that seed as an int). Markers: ``points(n)`` (default 1) and
+``timeout(seconds)`` (default 10).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import linecache
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autograder.student import InProcessStudent, MissingAnswer
+
+DEFAULT_CHECK_TIMEOUT = 10.0
+LOAD_TIMEOUT = 60.0
+
+
+class CheckTimeout(BaseException):
+    """A check ran past its time limit. A BaseException so that a student's
+    ``except Exception`` cannot swallow it."""
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("autograder", "grading with hidden checks")
+    group.addoption("--submission", default=None, help="notebook to grade (default: reference)")
+    group.addoption("--results", default=None, help="append one JSON line per check here")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "points(n): points a check is worth (default 1)")
+    config.addinivalue_line("markers", "timeout(seconds): time limit of a check (default 10)")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def topic_of(item_or_request) -> str:
+    """``test_preprocessing.py`` -> ``preprocessing``."""
+    return Path(str(item_or_request.fspath)).stem.removeprefix("test_")
+
+
+def seed_for(check_id: str) -> int:
+    """A stable 32-bit seed derived from a check's name (same name, same inputs)."""
+    return int.from_bytes(hashlib.sha256(check_id.encode()).digest()[:4], "little")
+
+
+def check_points(item) -> float:
+    marker = item.get_closest_marker("points")
+    return float(marker.args[0]) if marker else 1.0
+
+
+def check_timeout(item) -> float:
+    marker = item.get_closest_marker("timeout")
+    return float(marker.args[0]) if marker else DEFAULT_CHECK_TIMEOUT
+
+
+def check_description(item) -> str:
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str):
+    """Raise CheckTimeout in this thread after ``seconds`` (POSIX main thread only;
+    elsewhere the parent's time limit on the whole submission still applies)."""
+    usable = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise CheckTimeout(f"{what} took longer than its time limit of {seconds:g} s "
+                           f"(an infinite loop, or code far too slow?).")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _student_frames(tb) -> list[str]:
+    """The traceback lines that are in the student's cells (never the check's code)."""
+    lines = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.startswith("<answer cell"):
+            text = linecache.getline(code.co_filename, tb.tb_lineno).strip()
+            cell = code.co_filename[len("<answer cell ") : -1]
+            where = f"answer cell {cell!r}, line {tb.tb_lineno}"
+            lines.append(f"  in {code.co_name} ({where}): {text}")
+        tb = tb.tb_next
+    return lines
+
+
+def failure_message(excinfo) -> str:
+    """What a student reads when a check fails: what went wrong, never the check's code."""
+    exc = excinfo.value
+    frames = _student_frames(excinfo.tb)
+    if isinstance(exc, NotImplementedError):
+        where = frames[-1].split(" (")[0].strip().removeprefix("in ") if frames else "your code"
+        return f"not written yet: `{where}` raises NotImplementedError."
+    if isinstance(exc, (AssertionError, CheckTimeout, MissingAnswer)):
+        message = str(exc) or "the check failed."
+    else:
+        prefix = "your code raised" if frames else "error while checking your answer:"
+        message = f"{prefix} {type(exc).__name__}: {exc}"
+    return "\n".join([message, *frames])
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def reference(request):
+    """The reference solution module of this check's topic."""
+    return importlib.import_module(f"solutions.{topic_of(request)}")
+
+
+@pytest.fixture(scope="session")
+def _loaded_students():
+    return {}
+
+
+@pytest.fixture
+def student(request, _loaded_students):
+    """The code under test: the submission if ``--submission`` is given, else the reference."""
+    topic = topic_of(request)
+    path = request.config.getoption("submission")
+    if path is None:
+        module = importlib.import_module(f"solutions.{topic}")
+        return InProcessStudent.from_module(module, label="reference")
+    if topic not in _loaded_students:
+        _loaded_students[topic] = _load_student(path, topic)
+        if isinstance(_loaded_students[topic], InProcessStudent):
+            problems = _loaded_students[topic]._problems
+            _write_result(request.config, {"event": "problems", "problems": problems})
+    loaded = _loaded_students[topic]
+    if isinstance(loaded, Exception):
+        pytest.fail(str(loaded), pytrace=False)
+    return loaded
+
+
+def _load_student(path, topic):
+    """Load a notebook into an in-process student, or return the error to report."""
+    from autograder.labs import lab_for_topic
+    from autograder.notebook import SubmissionError, build_namespace, load_answers
+
+    try:
+        source = load_answers(path, lab_for_topic(topic))
+        with time_limit(LOAD_TIMEOUT, "running your answer cells"):
+            namespace, problems = build_namespace(source)
+    except (SubmissionError, CheckTimeout) as e:
+        return RuntimeError(str(e))
+    return InProcessStudent(namespace, label=Path(path).stem, problems=problems)
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """The seed of this check, derived from its topic and name."""
+    return seed_for(f"{topic_of(request)}::{request.node.name}")
+
+
+@pytest.fixture
+def rng(seed) -> np.random.Generator:
+    """A numpy random Generator seeded from the check's name."""
+    return np.random.default_rng(seed)
+
+
+# --- time limit and results ----------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    # Only grading checks (those that use the student) get the time limit; the
+    # project's own tests in tests/ run notebooks for minutes.
+    if "student" not in getattr(item, "fixturenames", ()):
+        yield
+        return
+    with time_limit(check_timeout(item), "this check"):
+        yield
+
+
+def _write_result(config, record: dict) -> None:
+    path = config.getoption("results", None)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+
+def pytest_collection_finish(session):
+    checks = [
+        {
+            "check": item.name,
+            "points": check_points(item),
+            "description": check_description(item),
+        }
+        for item in session.items
+    ]
+    _write_result(session.config, {"event": "collected", "checks": checks})
+
+
+def pytest_runtest_logstart(nodeid, location):
+    # A "start" line tells the parent which check was running if the process dies.
+    config = _CONFIG.get("config")
+    if config is not None:
+        _write_result(config, {"event": "start", "check": nodeid.split("::")[-1]})
+
+
+_CONFIG: dict = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    _CONFIG["config"] = session.config
+
+
+def pytest_sessionfinish(session):
+    _write_result(session.config, {"event": "finished"})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        points = check_points(item)
+        if report.passed:
+            message, earned = "", points
+        elif report.skipped:
+            message, earned = "skipped", 0.0
+        else:
+            message, earned = failure_message(call.excinfo), 0.0
+        _write_result(
+            item.config,
+            {
+                "event": "result",
+                "check": item.name,
+                "points": points,
+                "earned": earned,
+                "passed": report.passed,
+                "message": message,
+            },
+        )

@@ -1,0 +1,185 @@
+"""Grade one submission: run a lab's hidden checks on it in a child pytest process.
+
+The child loads the notebook's answer cells and runs the checks, streaming
+one JSON line per check. The parent keeps every result it received, so that:
+
+- a check that hangs costs that check (the child's per-check alarm), and a
+  child stuck beyond the submission's time limit is killed with its process
+  group: the check it was running fails, the checks not yet run fail with a
+  message saying why;
+- a child that dies (``os._exit``, a segfault, the OOM killer) costs the
+  check it was running; a new child grades the remaining checks.
+
+This process never imports or runs the student's code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from functools import cache
+from pathlib import Path
+
+from autograder.labs import REPO, Lab
+from autograder.notebook import SubmissionError, identify_lab, load_answers, read_notebook
+from autograder.report import CheckResult, SubmissionReport
+
+DEFAULT_TIME_LIMIT = 300.0  # seconds for a whole submission
+
+
+def _pytest_command(lab: Lab, results: Path, extra: list[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "pytest", str(lab.checks_file),
+        "--results", str(results),
+        "--rootdir", str(REPO),
+        "-p", "no:cacheprovider",
+        "-o", "addopts=",
+        "--assert=plain",  # a bare assert must not print the check's source in messages
+        "-q", "--no-header", "-rN",
+        *extra,
+    ]  # fmt: skip
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env.update(MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+    return env
+
+
+def _run_child(cmd: list[str], timeout: float) -> tuple[int | None, str]:
+    """Run the child in its own process group; kill the group on time-out.
+
+    Returns (exit code or None on time-out, the tail of its output).
+    """
+    with tempfile.TemporaryDirectory(prefix="grade-") as cwd:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            output, _ = proc.communicate(timeout=max(timeout, 1.0))
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+            code = None
+    return code, output.decode("utf-8", "replace")[-4000:]
+
+
+def _read_events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a crash: everything before it is good
+    return events
+
+
+@cache
+def collect_checks(lab: Lab) -> tuple[dict, ...]:
+    """The checks of a lab (name, points, description), without running them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "collect.jsonl"
+        code, output = _run_child(_pytest_command(lab, results, ["--collect-only"]), 120)
+        for event in _read_events(results):
+            if event["event"] == "collected":
+                return tuple(event["checks"])
+    raise RuntimeError(f"could not collect the checks of {lab.name}:\n{output}")
+
+
+def run_checks(
+    path, lab: Lab, time_limit: float = DEFAULT_TIME_LIMIT
+) -> tuple[list[CheckResult], list[str]]:
+    """Run every check of ``lab`` on the notebook at ``path``.
+
+    Returns (one result per check, the problems met while loading the answer cells).
+    """
+    checks = {c["check"]: c for c in collect_checks(lab)}
+    results: dict[str, CheckResult] = {}
+    problems: list[str] = []
+    deadline = time.monotonic() + time_limit
+    nodeid = lab.checks_file.relative_to(REPO).as_posix()
+
+    def fail(name: str, message: str) -> None:
+        c = checks[name]
+        results[name] = CheckResult(name, c["points"], 0.0, message, c["description"])
+
+    while len(results) < len(checks):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        with tempfile.TemporaryDirectory() as tmp:
+            stream = Path(tmp) / "results.jsonl"
+            deselect = [f"--deselect={nodeid}::{name}" for name in results]
+            extra = ["--submission", str(Path(path).resolve()), *deselect]
+            code, output = _run_child(_pytest_command(lab, stream, extra), remaining)
+            events = _read_events(stream)
+        running, finished = None, False
+        for event in events:
+            if event["event"] == "start":
+                running = event["check"]
+            elif event["event"] == "result" and event["check"] in checks:
+                c = checks[event["check"]]
+                results[event["check"]] = CheckResult(
+                    event["check"], c["points"], event["earned"], event["message"],
+                    c["description"],
+                )  # fmt: skip
+                running = None
+            elif event["event"] == "problems":
+                problems += [p for p in event["problems"] if p not in problems]
+            elif event["event"] == "finished":
+                finished = True
+        if finished:
+            break
+        if code is None:  # the whole submission ran out of time
+            if running in checks:
+                fail(running, f"stopped: the submission's time limit of {time_limit:g} s "
+                              f"ran out during this check.")
+            break
+        if running in checks:
+            fail(running, f"your code ended the grading process (exit code {code}) "
+                          f"during this check: os._exit, a crash, or too much memory?")
+        elif not events:
+            raise RuntimeError(f"the checks of {lab.name} did not start:\n{output}")
+    for name in checks:
+        if name not in results:
+            fail(name, "not run: the submission's time limit ran out before this check.")
+    return [results[name] for name in checks], problems
+
+
+def grade_notebook(
+    path, lab: Lab | None = None, student: str | None = None,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+) -> SubmissionReport:  # fmt: skip
+    """Grade one notebook and return its report (never raises for a bad submission).
+
+    Inputs:
+    - path: the notebook.
+    - lab: the lab it is for; by default told from its name or cells.
+    - student: the student's name in the report; by default the file's stem.
+    - time_limit: seconds for all its checks together.
+    """
+    path = Path(path)
+    student = student or path.stem
+    try:
+        lab = lab or identify_lab(path, read_notebook(path))
+        source = load_answers(path, lab)
+    except SubmissionError as e:
+        report = SubmissionReport(student, lab.name if lab else "unknown", str(path), error=str(e))
+        if lab is not None:  # show what was at stake: every check at 0
+            report.checks = [
+                CheckResult(c["check"], c["points"], 0.0, "not graded", c["description"])
+                for c in collect_checks(lab)
+            ]
+        return report
+    checks, problems = run_checks(path, lab, time_limit)
+    problems = source.problems + [p for p in problems if p not in source.problems]
+    return SubmissionReport(student, lab.name, str(path), checks, problems=problems)

@@ -1,0 +1,47 @@
+"""The ``student`` object: the only way hidden checks reach a student's code.
+
+Checks write ``student.mean_image(x)`` or ``student.Preprocessor("standardize")``
+and never touch the student's namespace directly, so that the transport can
+change (in-process here; a sandboxed child process later) without changing
+a single check.
+"""
+
+from __future__ import annotations
+
+
+class MissingAnswer(AttributeError):
+    """The student's code does not define a name that a check needs."""
+
+
+class InProcessStudent:
+    """A student whose code runs in this process (the reference, or trusted code).
+
+    Inputs:
+    - namespace: dict of the names the student's code defined.
+    - label: who this is, for messages ("reference", "alice", ...).
+    - problems: what went wrong while loading, to explain a missing name.
+    """
+
+    def __init__(self, namespace: dict, label: str = "student", problems=()):
+        self._namespace = namespace
+        self._label = label
+        self._problems = list(problems)
+
+    @classmethod
+    def from_module(cls, module, label="reference"):
+        return cls(vars(module), label=label)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._namespace[name]
+        except KeyError:
+            hint = f" ({'; '.join(self._problems)})" if self._problems else ""
+            raise MissingAnswer(
+                f"your code does not define `{name}`: its answer cell is missing, "
+                f"renamed, or stopped with an error before defining it{hint}."
+            ) from None
+
+    def __repr__(self):
+        return f"<student {self._label}>"
