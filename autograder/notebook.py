@@ -187,7 +187,14 @@ def build_namespace(src: AnswerSource) -> tuple[dict, list[str]]:
     namespace: dict = {"__name__": "__student__"}
     problems = list(src.problems)
     for cell, source in src.setup:
-        exec_cell(_strip_magics(source, cell, []), cell, namespace)
+        try:
+            exec_cell(_strip_magics(source, cell, []), cell, namespace)
+        except Exception as e:
+            # The lab's own cell, not the student's: a broken installation or a lab bug.
+            raise SubmissionError(
+                f"the setup cell of lab {src.lab.name} failed in the grader "
+                f"({type(e).__name__}: {e}); this is not your fault: tell your TA."
+            ) from None
     for cell, source in src.answers:
         try:
             exec_cell(_strip_magics(source, cell, problems), cell, namespace)

@@ -1,0 +1,55 @@
+# The commands of the README. Set-up is idempotent: `.venv` is (re)built only
+# when it is missing or older than requirements.txt / pyproject.toml.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LAB_ARGS ?=
+SUBMISSIONS ?=
+OUT ?= build/grades
+# JupyterLab refuses to run as root unless told; containers often run as root.
+ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: setup lab test lint check grade solutions data data-cifar10 benchmark clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: setup  ## open the labs in JupyterLab
+	$(BIN)/jupyter lab --notebook-dir=labs $(ROOT_ARG) $(LAB_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint  ## ruff, the whole test suite, and the TA selfcheck
+	$(BIN)/python -m pytest
+	$(BIN)/python -m autograder selfcheck
+
+check: setup  ## TA selfcheck: reference 100%, stubs 0%, every mutant caught
+	$(BIN)/python -m autograder selfcheck --verbose
+
+grade: setup  ## make grade SUBMISSIONS=<dir> OUT=<dir>
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<dir> [OUT=<dir>]"; exit 2; }
+	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT)
+
+solutions: setup  ## the instructor's copy: every lab with the reference code
+	$(BIN)/python -m autograder build-solutions --out build/solutions
+
+data: setup  ## generate and cache the offline data sets
+	$(BIN)/python data/make_shapes.py
+
+data-cifar10: setup  ## download CIFAR-10 into data/cifar10 (needs internet)
+	$(BIN)/python data/download_cifar10.py
+
+benchmark: setup
+	$(BIN)/python benchmarks/data.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,139 @@
+"""The grader on real notebooks: a folder of submissions through the CLI, and
+submissions that break in every way a student's can."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder.build import solved_notebook
+from autograder.labs import CHECKS_DIR, find_lab
+from autograder.notebook import nbgrader_meta
+from autograder.runner import grade_notebook
+
+LAB = find_lab("preprocessing")
+
+
+def write(nb, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def with_cell(nb, grade_id, source):
+    """A copy of ``nb`` whose answer cell ``grade_id`` holds ``source``."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in nb.cells:
+        if nbgrader_meta(cell).get("grade_id") == grade_id:
+            cell.source = source
+    return nb
+
+
+@pytest.fixture(scope="module")
+def solved():
+    return solved_notebook(LAB)
+
+
+def test_grade_a_class_folder(tmp_path, solved):
+    """A stub notebook scores 0%, the reference 100%, and a corrupt file is an error row."""
+    subs = tmp_path / "submissions"
+    write(solved, subs / "alice" / "01_preprocessing.ipynb")
+    write(nbformat.read(LAB.notebook, 4), subs / "bob" / "01_preprocessing.ipynb")
+    (subs / "carol").mkdir()
+    (subs / "carol" / "01_preprocessing.ipynb").write_bytes(b'{"cells": [ \x00 truncated')
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(subs), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["student"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    assert set(rows) == {"alice", "bob", "carol"}
+    assert rows["alice"]["percent"] == "100.0" and rows["alice"]["error"] == ""
+    assert rows["bob"]["percent"] == "0.0" and rows["bob"]["error"] == ""
+    assert float(rows["alice"]["max_score"]) == float(rows["bob"]["max_score"]) > 0
+    assert rows["carol"]["percent"] == "0.0"
+    assert "not a valid notebook" in rows["carol"]["error"]
+    # one column per check, holding the points earned
+    check_cols = [c for c in rows["alice"] if c.startswith("01_preprocessing:")]
+    assert len(check_cols) >= 15
+    assert all(rows["bob"][c] == "0" for c in check_cols)
+
+    bob = json.loads((out / "bob" / "01_preprocessing.json").read_text())
+    assert bob["score"] == 0 and all(not c["message"] == "" for c in bob["checks"])
+    feedback = (out / "bob" / "01_preprocessing.md").read_text()
+    assert "not written yet: `mean_image` raises NotImplementedError" in feedback
+    assert "could not be graded" in (out / "carol" / "01_preprocessing.md").read_text()
+
+
+def test_feedback_never_shows_check_code(tmp_path, solved):
+    nb = with_cell(solved, "mean_image", "def mean_image(x):\n    return x.mean(axis=0)\n")
+    nb = with_cell(nb, "channel_std", "def channel_std(x):\n    return x.std(axis=(0, 2, 3), ddof=1)\n")
+    report = grade_notebook(write(nb, tmp_path / "eve" / "01_preprocessing.ipynb"))
+    assert 0 < report.score < report.max_score
+    feedback = report.to_markdown()
+    code_lines = [
+        line.strip() for line in (CHECKS_DIR / "test_preprocessing.py").read_text().splitlines()
+        if len(line.strip()) > 25 and not line.strip().startswith(('"""', "#"))
+        and '"""' not in line
+    ]
+    leaked = [line for line in code_lines if line in feedback]
+    assert not leaked, leaked
+
+
+def test_broken_cells_cost_only_their_checks(tmp_path, solved):
+    """A syntax error, an infinite loop and os._exit each cost the checks they touch."""
+    nb = with_cell(solved, "channel_std", "def channel_std(x)\n    return 0\n")  # SyntaxError
+    loop = (
+        "import numpy as np\n"
+        "def mean_image(x):\n"
+        "    while np.asarray(x).shape[0] == 2:  # only the hand-made example loops\n"
+        "        pass\n"
+        "    return np.asarray(x).mean(axis=0, dtype=np.float64)\n"
+    )
+    nb = with_cell(nb, "mean_image", loop)
+    crash = (
+        "import os\n"
+        "def channel_mean(x):\n"
+        "    if x.shape[0] == 3:\n"
+        "        os._exit(3)\n"
+        "    return x.mean(axis=(0, 2, 3), dtype=np.float64)\n"
+    )
+    nb = with_cell(nb, "channel_mean", crash)
+    report = grade_notebook(write(nb, tmp_path / "mallory" / "01_preprocessing.ipynb"))
+    by_name = {c.check: c for c in report.checks}
+    assert any("syntax error at line 1" in p for p in report.problems), report.problems
+    assert "does not define `channel_std`" in by_name["test_channel_std_is_population_std"].message
+    assert "time limit" in by_name["test_mean_image_by_hand"].message
+    assert by_name["test_mean_image_matches_reference"].passed
+    assert "exit code 3" in by_name["test_channel_mean_by_hand"].message
+    assert by_name["test_channel_mean_matches_torch"].passed
+    assert by_name["test_unknown_mode_raises"].passed
+
+
+def test_missing_cell_and_renamed_file(tmp_path, solved):
+    nb = nbformat.from_dict(json.loads(json.dumps(solved)))
+    nb.cells = [c for c in nb.cells if nbgrader_meta(c).get("grade_id") != "channel_std"]
+    report = grade_notebook(write(nb, tmp_path / "homework-final.ipynb"))
+    assert report.lab == "01_preprocessing"  # told from its answer cells
+    assert any("'channel_std' is missing" in p for p in report.problems)
+    assert not {c.check: c for c in report.checks}["test_channel_std_is_population_std"].passed
+    assert {c.check: c for c in report.checks}["test_mean_image_by_hand"].passed
+
+
+def test_wrong_lab_is_a_clear_error(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    report = grade_notebook(write(nb, tmp_path / "01_preprocessing.ipynb"))
+    assert "none of the answer cells of lab 01_preprocessing" in report.error
+    assert report.score == 0 and report.max_score > 0
+
+
+def test_submission_time_limit(tmp_path, solved):
+    slow = "import time\ndef mean_image(x):\n    time.sleep(60)\n"
+    nb = with_cell(solved, "mean_image", slow)
+    report = grade_notebook(write(nb, tmp_path / "01_preprocessing.ipynb"), time_limit=8)
+    messages = " ".join(c.message for c in report.checks)
+    assert "time limit" in messages and report.score < report.max_score
