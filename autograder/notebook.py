@@ -14,29 +14,14 @@ on, never a crash of the batch.
 from __future__ import annotations
 
 import json
-import linecache
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from autograder.execute import AnswerSource, SubmissionError
 from autograder.labs import Lab, all_labs
 
 SETUP_ID = "setup"
-
-
-class SubmissionError(Exception):
-    """A submission cannot be graded at all (corrupt file, wrong lab, ...)."""
-
-
-@dataclass
-class AnswerSource:
-    """What a submission contributes: the code to run, cell by cell."""
-
-    lab: Lab
-    setup: list[tuple[str, str]]  # (cell id, source) of the lab's own setup cells
-    answers: list[tuple[str, str]]  # (grade id, source) of the submission's answer cells
-    problems: list[str] = field(default_factory=list)  # non-fatal, reported to the student
 
 
 def read_notebook(path) -> nbformat.NotebookNode:
@@ -56,9 +41,8 @@ def read_notebook(path) -> nbformat.NotebookNode:
     if not isinstance(data, dict) or "cells" not in data:
         raise SubmissionError(f"{path.name} is JSON but not a Jupyter notebook (no cells).")
     try:
-        nb = nbformat.from_dict(data)
-        if nb.get("nbformat", 4) < 4:
-            nb = nbformat.convert(nb, 4)
+        # reads() also joins each cell's source, stored as a list of lines, into one string.
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except Exception as e:  # nbformat raises several kinds of validation errors
         raise SubmissionError(f"{path.name} is not a valid Jupyter notebook: {e}") from None
@@ -152,59 +136,3 @@ def load_answers(path, lab: Lab | None = None) -> AnswerSource:
     if extra:
         problems.append(f"answer cells not in this lab were ignored: {', '.join(extra)}.")
     return AnswerSource(lab=lab, setup=setup_cells(lab_nb), answers=answers, problems=problems)
-
-
-def _strip_magics(source: str, cell: str, problems: list[str]) -> str:
-    """Comment out IPython magics and shell escapes, which are not Python."""
-    lines = source.splitlines()
-    for i, line in enumerate(lines):
-        if line.lstrip().startswith(("%", "!")):
-            lines[i] = "# (ignored by the grader) " + line
-            if not line.lstrip().startswith("%matplotlib"):
-                problems.append(f"cell {cell!r}, line {i + 1}: IPython command ignored.")
-    return "\n".join(lines)
-
-
-def cell_filename(cell: str) -> str:
-    """The file name under which a cell's code runs, as tracebacks show it."""
-    return f"<answer cell {cell}>"
-
-
-def exec_cell(source: str, cell: str, namespace: dict) -> None:
-    """Run one cell's code in ``namespace`` with tracebacks that point into the cell."""
-    filename = cell_filename(cell)
-    # Registering the source lets tracebacks show the student's line.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), namespace)
-
-
-def build_namespace(src: AnswerSource) -> tuple[dict, list[str]]:
-    """Run the setup cells and then each answer cell; return (namespace, problems).
-
-    An answer cell that raises (a SyntaxError, a NameError at top level, ...)
-    is reported as a problem and the other cells still run.
-    """
-    namespace: dict = {"__name__": "__student__"}
-    problems = list(src.problems)
-    for cell, source in src.setup:
-        try:
-            exec_cell(_strip_magics(source, cell, []), cell, namespace)
-        except Exception as e:
-            # The lab's own cell, not the student's: a broken installation or a lab bug.
-            raise SubmissionError(
-                f"the setup cell of lab {src.lab.name} failed in the grader "
-                f"({type(e).__name__}: {e}); this is not your fault: tell your TA."
-            ) from None
-    for cell, source in src.answers:
-        try:
-            exec_cell(_strip_magics(source, cell, problems), cell, namespace)
-        except SyntaxError as e:
-            problems.append(
-                f"answer cell {cell!r} has a syntax error at line {e.lineno}: {e.msg}."
-            )
-        except BaseException as e:  # noqa: BLE001 - a student's SystemExit included
-            problems.append(
-                f"answer cell {cell!r} raised {type(e).__name__}: {e} when run; "
-                f"names defined after that line are missing."
-            )
-    return namespace, problems

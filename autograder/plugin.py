@@ -161,12 +161,21 @@ def student(request, _loaded_students):
 
 
 def _load_student(path, topic):
-    """Load a notebook into an in-process student, or return the error to report."""
+    """Load a submission into an in-process student, or return the error to report.
+
+    ``path`` is a notebook, or the JSON ``AnswerSource`` that the runner writes
+    (so that the child process needs neither nbformat nor the notebook).
+    """
+    from autograder.execute import AnswerSource, SubmissionError, build_namespace
     from autograder.labs import lab_for_topic
-    from autograder.notebook import SubmissionError, build_namespace, load_answers
 
     try:
-        source = load_answers(path, lab_for_topic(topic))
+        if str(path).endswith(".json"):
+            source = AnswerSource.from_json(Path(path).read_text(encoding="utf-8"))
+        else:
+            from autograder.notebook import load_answers
+
+            source = load_answers(path, lab_for_topic(topic))
         with time_limit(LOAD_TIMEOUT, "running your answer cells"):
             namespace, problems = build_namespace(source)
     except (SubmissionError, CheckTimeout) as e:

@@ -25,8 +25,9 @@ import time
 from functools import cache
 from pathlib import Path
 
+from autograder.execute import AnswerSource, SubmissionError
 from autograder.labs import REPO, Lab
-from autograder.notebook import SubmissionError, identify_lab, load_answers, read_notebook
+from autograder.notebook import identify_lab, load_answers, read_notebook
 from autograder.report import CheckResult, SubmissionReport
 
 DEFAULT_TIME_LIMIT = 300.0  # seconds for a whole submission
@@ -37,6 +38,7 @@ def _pytest_command(lab: Lab, results: Path, extra: list[str]) -> list[str]:
         sys.executable, "-m", "pytest", str(lab.checks_file),
         "--results", str(results),
         "--rootdir", str(REPO),
+        "-p", "autograder.plugin",
         "-p", "no:cacheprovider",
         "-o", "addopts=",
         "--assert=plain",  # a bare assert must not print the check's source in messages
@@ -47,7 +49,9 @@ def _pytest_command(lab: Lab, results: Path, extra: list[str]) -> list[str]:
 
 def _child_env() -> dict:
     env = dict(os.environ)
-    env.update(MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+    # Only the grader's plugin: the others installed (nbval, ...) cost seconds to import.
+    env.update(MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0",
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     return env
 
 
@@ -96,12 +100,13 @@ def collect_checks(lab: Lab) -> tuple[dict, ...]:
 
 
 def run_checks(
-    path, lab: Lab, time_limit: float = DEFAULT_TIME_LIMIT
+    source: AnswerSource, time_limit: float = DEFAULT_TIME_LIMIT
 ) -> tuple[list[CheckResult], list[str]]:
-    """Run every check of ``lab`` on the notebook at ``path``.
+    """Run every check of a lab on a submission's code.
 
     Returns (one result per check, the problems met while loading the answer cells).
     """
+    lab = source.lab
     checks = {c["check"]: c for c in collect_checks(lab)}
     results: dict[str, CheckResult] = {}
     problems: list[str] = []
@@ -118,8 +123,10 @@ def run_checks(
             break
         with tempfile.TemporaryDirectory() as tmp:
             stream = Path(tmp) / "results.jsonl"
+            answers = Path(tmp) / "answers.json"
+            answers.write_text(source.to_json(), encoding="utf-8")
             deselect = [f"--deselect={nodeid}::{name}" for name in results]
-            extra = ["--submission", str(Path(path).resolve()), *deselect]
+            extra = ["--submission", str(answers), *deselect]
             code, output = _run_child(_pytest_command(lab, stream, extra), remaining)
             events = _read_events(stream)
         running, finished = None, False
@@ -180,6 +187,6 @@ def grade_notebook(
                 for c in collect_checks(lab)
             ]
         return report
-    checks, problems = run_checks(path, lab, time_limit)
+    checks, problems = run_checks(source, time_limit)
     problems = source.problems + [p for p in problems if p not in source.problems]
     return SubmissionReport(student, lab.name, str(path), checks, problems=problems)

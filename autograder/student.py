@@ -37,7 +37,7 @@ class InProcessStudent:
         try:
             return self._namespace[name]
         except KeyError:
-            hint = f" ({'; '.join(self._problems)})" if self._problems else ""
+            hint = " (see the problems at the top of your feedback)" if self._problems else ""
             raise MissingAnswer(
                 f"your code does not define `{name}`: its answer cell is missing, "
                 f"renamed, or stopped with an error before defining it{hint}."
