@@ -72,14 +72,23 @@ def setup_cells(nb) -> list[tuple[str, str]]:
     ]
 
 
-def identify_lab(path, nb) -> Lab:
-    """Which lab a submission is: by file name, then folder name, then answer cells."""
+def lab_from_path(path) -> Lab | None:
+    """The lab a file is named after (``01_preprocessing.ipynb``), or that its folder
+    is named after (nbgrader's ``<assignment>/``), or None."""
     path = Path(path)
-    labs = all_labs()
     for candidate in (path.stem, path.parent.name):
-        for lab in labs:
+        for lab in all_labs():
             if candidate == lab.name:
                 return lab
+    return None
+
+
+def identify_lab(path, nb) -> Lab:
+    """Which lab a submission is: by file name, then folder name, then answer cells."""
+    lab = lab_from_path(path)
+    if lab is not None:
+        return lab
+    labs = all_labs()
     ids = {gid for gid, _ in answer_cells(nb)}
     best, overlap = None, 0
     for lab in labs:
@@ -89,7 +98,7 @@ def identify_lab(path, nb) -> Lab:
     if best is None:
         names = ", ".join(lab.name for lab in labs)
         raise SubmissionError(
-            f"cannot tell which lab {path.name} is: its name is none of {names} and it has "
+            f"cannot tell which lab {Path(path).name} is: its name is none of {names} and it has "
             f"none of their answer cells. Submit the lab notebook you were given, renamed "
             f"back to its original name."
         )

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from autograder.execute import AnswerSource, SubmissionError
 from autograder.labs import REPO, Lab
-from autograder.notebook import identify_lab, load_answers, read_notebook
+from autograder.notebook import lab_from_path, load_answers
 from autograder.report import CheckResult, SubmissionReport
 
 DEFAULT_TIME_LIMIT = 300.0  # seconds for a whole submission
@@ -176,9 +176,10 @@ def grade_notebook(
     """
     path = Path(path)
     student = student or path.stem
+    lab = lab or lab_from_path(path)  # known even when the file is corrupt
     try:
-        lab = lab or identify_lab(path, read_notebook(path))
         source = load_answers(path, lab)
+        lab = source.lab
     except SubmissionError as e:
         report = SubmissionReport(student, lab.name if lab else "unknown", str(path), error=str(e))
         if lab is not None:  # show what was at stake: every check at 0

@@ -71,7 +71,8 @@ def test_grade_a_class_folder(tmp_path, solved):
 
 def test_feedback_never_shows_check_code(tmp_path, solved):
     nb = with_cell(solved, "mean_image", "def mean_image(x):\n    return x.mean(axis=0)\n")
-    nb = with_cell(nb, "channel_std", "def channel_std(x):\n    return x.std(axis=(0, 2, 3), ddof=1)\n")
+    sample_std = "def channel_std(x):\n    return x.std(axis=(0, 2, 3), ddof=1)\n"
+    nb = with_cell(nb, "channel_std", sample_std)
     report = grade_notebook(write(nb, tmp_path / "eve" / "01_preprocessing.ipynb"))
     assert 0 < report.score < report.max_score
     feedback = report.to_markdown()

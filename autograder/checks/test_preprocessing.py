@@ -9,6 +9,7 @@ is shown to fail on the stubs and on at least one mutant by the selfcheck.
 import numpy as np
 import pytest
 import torch
+
 from labkit.checks import CheckFailure, assert_close, assert_raises
 
 MODES = ("mean_image", "channel_mean", "standardize")
