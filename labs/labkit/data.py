@@ -238,12 +238,21 @@ def _write_cache(path: Path, x: np.ndarray, y: np.ndarray, meta: dict) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, x=x, y=y, meta=np.array(json.dumps(meta)))
+            # mkstemp makes the file private (0600); give it the usual permissions, so that a
+            # data folder shared by a class stays readable by all.
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
     except OSError as err:  # a read-only data folder costs the cache, not the lab
         print(f"labkit.data: could not cache {path} ({err}); using the images uncached.")
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read the umask is to set it
+    os.umask(mask)
+    return mask
 
 
 def _load_shapes(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -413,43 +422,55 @@ def _union(*ds):
     return np.minimum.reduce(ds)
 
 
-_SOURCE_SDFS = [
-    lambda x, y: _sd_circle(x, y, 0.85),
-    lambda x, y: _sd_box(x, y, 0.72, 0.72),
-    lambda x, y: _sd_triangle(x, y + np.float32(0.2), 1.1),
-    lambda x, y: _sd_star(x, y + np.float32(0.05), 1.0, 5, 2.5),
-    lambda x, y: _union(_sd_box(x, y, 0.9, 0.3), _sd_box(x, y, 0.3, 0.9)),
-    lambda x, y: np.abs(_sd_circle(x, y, 0.67)) - np.float32(0.23),
-    lambda x, y: np.maximum(_sd_circle(x, y, 0.85), -_sd_circle(x - np.float32(0.45), y, 0.68)),
-    _sd_heart,
-    lambda x, y: np.maximum(_sd_circle(x, y + np.float32(0.35), 0.95), -(y + np.float32(0.35))),
-    _sd_drop,
-]
+_f = np.float32  # offsets written as float32, so that the arrays stay float32
 
-_TARGET_SDFS = [
-    lambda x, y: _onion(_sd_box(x, y, 0.8, 0.8), 0.3),
-    lambda x, y: _onion(_sd_triangle(x, y + np.float32(0.2), 1.15), 0.32),
-    lambda x, y: _sd_star(x, y, 1.0, 4, 2.4),
-    lambda x, y: _sd_star(x, y, 0.95, 6, 3.2),
-    lambda x, y: _sd_ellipse(x, y, 0.95, 0.5),
-    lambda x, y: _union(
-        _sd_box(x, y - np.float32(0.65), 0.85, 0.22), _sd_box(x, y + np.float32(0.2), 0.22, 0.75)
+# Each shape fits in the unit disk, more or less, and is roughly centred.
+_SOURCE_SDFS = {
+    "circle": lambda x, y: _sd_circle(x, y, 0.85),
+    "square": lambda x, y: _sd_box(x, y, 0.72, 0.72),
+    "triangle": lambda x, y: _sd_triangle(x, y + _f(0.2), 1.1),
+    "star": lambda x, y: _sd_star(x, y + _f(0.05), 1.0, 5, 2.5),
+    "cross": lambda x, y: _union(_sd_box(x, y, 0.9, 0.3), _sd_box(x, y, 0.3, 0.9)),
+    "ring": lambda x, y: np.abs(_sd_circle(x, y, 0.67)) - _f(0.23),
+    # A disk minus another disk, shifted to the right.
+    "crescent": lambda x, y: np.maximum(_sd_circle(x, y, 0.85), -_sd_circle(x - _f(0.45), y, 0.68)),
+    "heart": _sd_heart,
+    # A disk cut by the horizontal line through its centre.
+    "half-disk": lambda x, y: np.maximum(_sd_circle(x, y + _f(0.35), 0.95), -(y + _f(0.35))),
+    "drop": _sd_drop,
+}
+
+_TARGET_SDFS = {
+    "square frame": lambda x, y: _onion(_sd_box(x, y, 0.8, 0.8), 0.3),
+    "triangle frame": lambda x, y: _onion(_sd_triangle(x, y + _f(0.2), 1.15), 0.32),
+    "4-point star": lambda x, y: _sd_star(x, y, 1.0, 4, 2.4),
+    "6-point star": lambda x, y: _sd_star(x, y, 0.95, 6, 3.2),
+    "ellipse": lambda x, y: _sd_ellipse(x, y, 0.95, 0.5),
+    "T": lambda x, y: _union(
+        _sd_box(x, y - _f(0.65), 0.85, 0.22),  # the bar
+        _sd_box(x, y + _f(0.2), 0.22, 0.75),  # the stem
     ),
-    lambda x, y: _union(
-        _sd_box(x + np.float32(0.45), y, 0.22, 0.9),
-        _sd_box(x, y + np.float32(0.68), 0.67, 0.22),
+    "L": lambda x, y: _union(
+        _sd_box(x + _f(0.45), y, 0.22, 0.9),
+        _sd_box(x, y + _f(0.68), 0.67, 0.22),
     ),
-    lambda x, y: _union(
-        _sd_box(x + np.float32(0.35), y, 0.6, 0.17),
+    "arrow": lambda x, y: _union(
+        _sd_box(x + _f(0.35), y, 0.6, 0.17),  # the shaft
         _sd_convex(x, y, [(np.pi, -0.15), (0.927, 0.57), (-0.927, 0.57)]),  # the head
     ),
-    lambda x, y: np.maximum(
-        _sd_box(x, y, 0.7, 0.9), (1.25 * np.abs(x) - np.abs(y) - np.float32(0.12)) / np.float32(1.6)
+    # A double cone |y| >= 1.25 |x| - 0.12 (1.6 is the length of its normal), cut by a box.
+    "hourglass": lambda x, y: np.maximum(
+        _sd_box(x, y, 0.7, 0.9), (1.25 * np.abs(x) - np.abs(y) - _f(0.12)) / _f(1.6)
     ),
-    lambda x, y: _union(_sd_circle(np.abs(x) - np.float32(0.62), y, 0.34), _sd_box(x, y, 0.6, 0.1)),
-]
+    "dumbbell": lambda x, y: _union(
+        _sd_circle(np.abs(x) - _f(0.62), y, 0.34),  # both weights, by symmetry
+        _sd_box(x, y, 0.6, 0.1),  # the bar
+    ),
+}
+assert list(_SOURCE_SDFS) == SOURCE_CLASSES and list(_TARGET_SDFS) == TARGET_CLASSES
 
-_SDFS = {"source": _SOURCE_SDFS, "target": _TARGET_SDFS}
+# The distance functions of each task, in label order.
+_SDFS = {"source": list(_SOURCE_SDFS.values()), "target": list(_TARGET_SDFS.values())}
 
 
 # Rendering. A chunk of B images is drawn at once: per-image parameters are arrays of shape
@@ -553,7 +574,11 @@ def _clutter(img, rng, x, y, prob):
 
 
 def _contrasting_colour(rng, b, bg_mean, min_dist):
-    """Random colours at least ``min_dist`` (RGB distance) from each background's mean."""
+    """Random colours, moved away from each background's mean when closer than ``min_dist``.
+
+    Distances are RGB distances, colours in [0, 1]. After clipping into the RGB cube a few in
+    a thousand end up closer than ``min_dist``.
+    """
     col = rng.random((b, 3), dtype=np.float32)
     diff = col - bg_mean
     dist = np.linalg.norm(diff, axis=1, keepdims=True)
@@ -613,7 +638,7 @@ def _render(labels: np.ndarray, rng: np.random.Generator, task: str) -> np.ndarr
     for prob in p["front_clutter_prob"]:
         _clutter(img, rng, x, y, prob)
 
-    # Uniform noise from raw random bytes: four times cheaper than Gaussian noise, and the
+    # Uniform noise from raw random bytes: several times cheaper than Gaussian noise, and the
     # eye (or a CNN) can hardly tell them apart.
     noise = np.frombuffer(rng.bytes(img.size), dtype=np.int8).reshape(img.shape)
     sigma = _u(rng, *p["noise_std"], b)[:, None] / np.float32(73.9)  # int8's std is 73.9
