@@ -48,8 +48,9 @@ data: setup  ## generate and cache the offline data sets
 data-cifar10: setup  ## download CIFAR-10 into data/cifar10 (needs internet)
 	$(BIN)/python data/download_cifar10.py
 
-benchmark: setup
+benchmark: setup  ## print measured figures: data generation, numpy vs torch convolution
 	$(BIN)/python benchmarks/data.py
+	$(BIN)/python benchmarks/convolutions.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
