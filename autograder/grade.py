@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from autograder.labs import all_labs
+from autograder.notebook import lab_from_path
 from autograder.report import SubmissionReport, read_reports, write_gradebook, write_report
 from autograder.runner import DEFAULT_TIME_LIMIT, grade_notebook
 
@@ -65,7 +66,14 @@ def grade_all(paths, out_dir, jobs: int = 1, time_limit: float = DEFAULT_TIME_LI
     out_dir = Path(out_dir)
 
     def grade_one(sub: Submission) -> SubmissionReport:
-        report = grade_notebook(sub.path, student=sub.student, time_limit=time_limit)
+        try:
+            report = grade_notebook(sub.path, student=sub.student, time_limit=time_limit)
+        except Exception as e:  # a grader bug must not stop the batch either
+            lab = lab_from_path(sub.path)
+            report = SubmissionReport(
+                sub.student, lab.name if lab else "unknown", str(sub.path),
+                error=f"internal grader error ({type(e).__name__}: {e}); tell your TA.",
+            )  # fmt: skip
         write_report(report, out_dir)
         return report
 
