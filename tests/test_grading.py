@@ -138,3 +138,19 @@ def test_submission_time_limit(tmp_path, solved):
     report = grade_notebook(write(nb, tmp_path / "01_preprocessing.ipynb"), time_limit=8)
     messages = " ".join(c.message for c in report.checks)
     assert "time limit" in messages and report.score < report.max_score
+
+
+def test_find_submissions_layouts(tmp_path):
+    """<student>/<lab>.ipynb, nbgrader's submitted/<student>/<assignment>/, and loose files."""
+    from autograder.grade import find_submissions
+
+    nb = nbformat.v4.new_notebook()
+    write(nb, tmp_path / "class" / "alice" / "01_preprocessing.ipynb")
+    write(nb, tmp_path / "class" / "alice" / ".ipynb_checkpoints" / "01_preprocessing.ipynb")
+    submitted = tmp_path / "course" / "submitted"
+    write(nb, submitted / "bob" / "01_preprocessing" / "01_preprocessing.ipynb")
+    write(nb, tmp_path / "loose" / "carol.ipynb")
+    found = find_submissions([tmp_path / "class", tmp_path / "course", tmp_path / "loose"])
+    assert sorted(s.student for s in found) == ["alice", "bob", "carol"]
+    with pytest.raises(FileNotFoundError, match="neither a notebook nor a folder"):
+        find_submissions([tmp_path / "nowhere"])
