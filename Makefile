@@ -11,7 +11,7 @@ OUT ?= build/grades
 # JupyterLab refuses to run as root unless told; containers often run as root.
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint check grade solutions data data-cifar10 benchmark clean
+.PHONY: setup lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
@@ -41,6 +41,12 @@ grade: setup  ## make grade SUBMISSIONS=<dir> OUT=<dir>
 
 solutions: setup  ## the instructor's copy: every lab with the reference code
 	$(BIN)/python -m autograder build-solutions --out build/solutions
+
+nbgrader: setup  ## an nbgrader course directory in build/nbgrader (source/ with solutions and hidden tests)
+	$(BIN)/python -m autograder build-nbgrader --out build/nbgrader
+
+release: setup  ## the student release in dist/student: no solutions, no hidden checks
+	$(BIN)/python -m autograder build-release --out dist/student
 
 data: setup  ## generate and cache the offline data sets
 	$(BIN)/python data/make_shapes.py

@@ -3,6 +3,8 @@
     selfcheck [LAB ...]           reference 100%, stubs 0%, every mutant caught
     grade PATH ... --out DIR      grade notebooks or folders into DIR
     build-solutions --out DIR     write every lab with the reference code in it
+    build-nbgrader --out DIR      an nbgrader course: config and source/ notebooks
+    build-release --out DIR       the student release: labs, labkit, data scripts
     list                          the labs, their checks and mutants
 """
 
@@ -54,6 +56,22 @@ def cmd_build_solutions(args) -> int:
     return 0
 
 
+def cmd_build_nbgrader(args) -> int:
+    from autograder.nbgrader_course import build_course
+
+    for path in build_course(args.out):
+        print(path)
+    return 0
+
+
+def cmd_build_release(args) -> int:
+    from autograder.release import build_release
+
+    root = build_release(args.out)
+    print(f"student release written to {root}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from autograder.mutants import load_mutants
     from autograder.runner import collect_checks
@@ -88,6 +106,14 @@ def main(argv=None) -> int:
     p = sub.add_parser("build-solutions", help="write the labs with the reference code")
     p.add_argument("--out", required=True, help="folder to write the solved notebooks to")
     p.set_defaults(func=cmd_build_solutions)
+
+    p = sub.add_parser("build-nbgrader", help="write an nbgrader course directory")
+    p.add_argument("--out", required=True, help="the course directory to write")
+    p.set_defaults(func=cmd_build_nbgrader)
+
+    p = sub.add_parser("build-release", help="write the student release")
+    p.add_argument("--out", required=True, help="folder to write the release to (replaced)")
+    p.set_defaults(func=cmd_build_release)
 
     p = sub.add_parser("list", help="list the labs with their checks and mutants")
     p.set_defaults(func=cmd_list)

@@ -1,0 +1,87 @@
+"""The student release: it holds what students need and nothing of the
+solutions or the hidden checks, and it works on its own."""
+
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder.build import solved_notebook
+from autograder.labs import REPO, all_labs
+from autograder.release import build_release, find_leaks, reference_fingerprints
+
+LABS = all_labs()
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    return build_release(tmp_path_factory.mktemp("dist") / "student")
+
+
+def test_release_holds_what_students_need(release):
+    top = sorted(p.name for p in release.iterdir())
+    assert top == [".gitignore", "Makefile", "README.md", "data", "environment.yml", "labs",
+                   "requirements.txt"]
+    assert sorted(p.name for p in (release / "labs").glob("*.ipynb")) == [
+        lab.notebook.name for lab in LABS
+    ]
+    assert (release / "labs" / "labkit" / "train.py").exists()
+    assert "make lab" in (release / "README.md").read_text()
+    assert "-e ." not in (release / "environment.yml").read_text()
+    assert find_leaks(release) == []
+
+
+def test_every_reference_function_is_fingerprinted():
+    prints = reference_fingerprints()
+    assert "solutions.preprocessing.Preprocessor.transform" in prints
+    assert len(prints) >= 30
+
+
+def test_leak_detector_fails_loudly(release, tmp_path):
+    leaky = tmp_path / "leaky"
+    shutil.copytree(release, leaky)
+    # the reference pasted into a helper file, with other formatting and comments
+    source = (REPO / "solutions" / "preprocessing.py").read_text()
+    (leaky / "labs" / "labkit" / "extra.py").write_text("# helpers\n" + source.replace('"', "'"))
+    # a solved notebook under another name, a notebook with outputs, caches, a hidden check
+    nbformat.write(solved_notebook(LABS[0]), leaky / "labs" / "answers.ipynb")
+    nb = nbformat.read(leaky / "labs" / LABS[0].notebook.name, 4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="hello")]
+    nbformat.write(nb, leaky / "labs" / LABS[0].notebook.name)
+    (leaky / "labs" / "labkit" / "__pycache__").mkdir()
+    shutil.copy(REPO / "autograder" / "checks" / "test_preprocessing.py", leaky / "data")
+    leaks = "\n".join(find_leaks(leaky))
+    assert "labs/labkit/extra.py: holds the body of the reference" in leaks
+    assert "labs/answers.ipynb: holds the body of the reference" in leaks
+    assert f"labs/{LABS[0].notebook.name}: a notebook with stored outputs" in leaks
+    assert "__pycache__" in leaks and "data/test_preprocessing.py" in leaks
+
+
+def _visible(labs_dir, notebook):
+    proc = subprocess.run(
+        [sys.executable, "-m", "labkit.visible", notebook],
+        cwd=labs_dir, capture_output=True, text=True, timeout=1200,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(labs_dir.parent), "MPLBACKEND": "Agg",
+             "LAB_DATA_DIR": str(REPO / "data"), "PYTHONPATH": str(labs_dir)},
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS, ids=lambda lab: lab.name)
+def test_release_works_on_its_own(release, tmp_path, lab):
+    """Outside the repository, the visible checks fail on the stubs with
+    NotImplementedError and pass once the reference is pasted in."""
+    copy = tmp_path / "student"
+    shutil.copytree(release, copy)
+    labs = copy / "labs"
+    code, out = _visible(labs, lab.notebook.name)
+    assert code == 1, out
+    checks = [line for line in out.splitlines() if line.startswith("  ")]
+    assert checks, out
+    assert all("FAILED" in line and "NotImplementedError" in line for line in checks), out
+    nbformat.write(solved_notebook(lab), labs / lab.notebook.name)
+    code, out = _visible(labs, lab.notebook.name)
+    assert code == 0 and "All visible checks passed" in out, out
