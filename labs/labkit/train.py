@@ -575,7 +575,10 @@ def fit(
     scheduler = _make_scheduler(scheduler, optimizer)
 
     history = History()
-    bar = tqdm(total=epochs * len(train_loader), disable=not progress, unit="batch")
+    # At most one refresh a second: every refresh is a message from the kernel, and
+    # thousands of them slow a notebook (and can overflow a test runner's queue).
+    bar = tqdm(total=epochs * len(train_loader), disable=not progress, unit="batch",
+               mininterval=1.0)
     try:
         for epoch in range(epochs):
             bar.set_description(f"epoch {epoch + 1}/{epochs}")
