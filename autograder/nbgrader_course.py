@@ -36,6 +36,7 @@ import ast
 import copy
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -335,3 +336,27 @@ def build_course(out_dir, labs: list[Lab] | None = None) -> list[Path]:
     return written
 
 
+
+
+def run_nbgrader(course, *args, timeout=3600) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in ``course`` with its state (HOME, Jupyter and IPython
+    directories) under ``course/../home``, so that no global state is read or written.
+
+    nbgrader needs this project's environment: its ``bin`` on PATH (nbgrader calls
+    alembic) and a kernel that imports labkit and autograder.
+    """
+    course = Path(course)
+    home = course.parent / "home"
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / ".ipython"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MPLBACKEND": "Agg",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -9,10 +9,8 @@ the test's tmp dir, so that no global state is read or written.
 import ast
 import csv
 import html
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,13 +25,13 @@ from autograder.nbgrader_course import (
     BEGIN_SOLUTION,
     build_course,
     clear_solutions,
+    run_nbgrader,
     solution_source,
 )
 from autograder.notebook import nbgrader_meta
 from autograder.runner import grade_notebook
 
 LAB01 = find_lab("preprocessing")
-BIN = Path(sys.executable).parent
 
 # Metadata that nbgrader's generate_assignment adds to a cell, so that the release
 # differs from the lab there and only there: `checksum` and `cell_type` in the nbgrader
@@ -44,20 +42,7 @@ LOCK_FLAGS = {"editable", "deletable"}
 
 
 def nbgrader(course: Path, *args, timeout=900) -> subprocess.CompletedProcess:
-    home = course.parent / "home"
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "IPYTHONDIR": str(home / ".ipython"),
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # nbgrader calls alembic
-        "MPLBACKEND": "Agg",
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-    }  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = run_nbgrader(course, *args, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
 
