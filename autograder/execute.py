@@ -64,13 +64,14 @@ def exec_cell(source: str, cell: str, namespace: dict) -> None:
     exec(compile(source, filename, "exec"), namespace)
 
 
-def build_namespace(src: AnswerSource) -> tuple[dict, list[str]]:
+def build_namespace(src: AnswerSource, namespace: dict | None = None) -> tuple[dict, list[str]]:
     """Run the setup cells and then each answer cell; return (namespace, problems).
 
     An answer cell that raises (a SyntaxError, a NameError at top level, ...)
-    is reported as a problem and the other cells still run.
+    is reported as a problem and the other cells still run. ``namespace`` is
+    where they run (default: a fresh one).
     """
-    namespace: dict = {"__name__": "__student__"}
+    namespace = {"__name__": "__student__"} if namespace is None else namespace
     problems = list(src.problems)
     for cell, source in src.setup:
         try:

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import importlib
 import json
-import linecache
 import signal
 import threading
 from pathlib import Path
@@ -26,6 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autograder.execute import AnswerSource, SubmissionError, build_namespace
+
+from autograder.rpc import PeerGone, RemoteError, student_frames
+from autograder.sandbox import Limits, Sandbox
 from autograder.student import InProcessStudent, MissingAnswer
 
 DEFAULT_CHECK_TIMEOUT = 10.0
@@ -41,6 +44,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("autograder", "grading with hidden checks")
     group.addoption("--submission", default=None, help="notebook to grade (default: reference)")
     group.addoption("--results", default=None, help="append one JSON line per check here")
+    group.addoption("--transport", default="sandbox", choices=("sandbox", "inprocess"),
+                    help="run the submission in a confined child process (default) or, for "
+                         "trusted code only, in this one")
 
 
 def pytest_configure(config):
@@ -98,24 +104,19 @@ def time_limit(seconds: float, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _student_frames(tb) -> list[str]:
-    """The traceback lines that are in the student's cells (never the check's code)."""
-    lines = []
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_filename.startswith("<answer cell"):
-            text = linecache.getline(code.co_filename, tb.tb_lineno).strip()
-            cell = code.co_filename[len("<answer cell ") : -1]
-            where = f"answer cell {cell!r}, line {tb.tb_lineno}"
-            lines.append(f"  in {code.co_name} ({where}): {text}")
-        tb = tb.tb_next
-    return lines
-
-
 def failure_message(excinfo) -> str:
     """What a student reads when a check fails: what went wrong, never the check's code."""
     exc = excinfo.value
-    frames = _student_frames(excinfo.tb)
+    # Frames come with an exception raised in the student's process, else from this one.
+    frames = getattr(exc, "student_frames", None)
+    if frames is None:
+        frames = student_frames(excinfo.tb)
+    if isinstance(exc, PeerGone):
+        return (f"your code ended its process during this check ({_last_exit()}): "
+                f"sys.exit or os._exit, a crash, or too much memory?")
+    if isinstance(exc, MemoryError):
+        return "\n".join([f"your code ran out of memory (the grader allows "
+                          f"{Limits().memory_bytes / 2**30:g} GiB): MemoryError {exc}", *frames])
     if isinstance(exc, NotImplementedError):
         where = frames[-1].split(" (")[0].strip().removeprefix("in ") if frames else "your code"
         return f"not written yet: `{where}` raises NotImplementedError."
@@ -123,7 +124,9 @@ def failure_message(excinfo) -> str:
         message = str(exc) or "the check failed."
     else:
         prefix = "your code raised" if frames else "error while checking your answer:"
-        message = f"{prefix} {type(exc).__name__}: {exc}"
+        name = getattr(exc, "remote_type", None) or type(exc).__name__
+        text = str(exc) if not isinstance(exc, RemoteError) else str(exc).removeprefix(f"{name}: ")
+        message = f"{prefix} {name}: {text}"
     return "\n".join([message, *frames])
 
 
@@ -148,25 +151,42 @@ def student(request, _loaded_students):
     path = request.config.getoption("submission")
     if path is None:
         module = importlib.import_module(f"solutions.{topic}")
-        return InProcessStudent.from_module(module, label="reference")
+        yield InProcessStudent.from_module(module, label="reference")
+        return
     if topic not in _loaded_students:
-        _loaded_students[topic] = _load_student(path, topic)
-        if isinstance(_loaded_students[topic], InProcessStudent):
-            problems = _loaded_students[topic]._problems
-            _write_result(request.config, {"event": "problems", "problems": problems})
+        _loaded_students[topic] = _load_student(path, topic, request.config)
+        loaded = _loaded_students[topic]
+        if not isinstance(loaded, Exception):
+            _write_result(request.config, {"event": "problems", "problems": loaded._problems})
     loaded = _loaded_students[topic]
     if isinstance(loaded, Exception):
         pytest.fail(str(loaded), pytrace=False)
-    return loaded
+    sandbox = getattr(loaded, "_sandbox", None)
+    if sandbox is not None and not sandbox.alive:
+        # An earlier check hung or killed the process: a fresh one for this check.
+        try:
+            loaded = _loaded_students[topic] = sandbox.start()
+        except SubmissionError as e:
+            _loaded_students[topic] = RuntimeError(str(e))
+            pytest.fail(str(e), pytrace=False)
+    yield loaded
+    if sandbox is not None and not sandbox.alive:
+        sandbox.close()  # stop a process stuck in a loop now, not at the next check
 
 
-def _load_student(path, topic):
-    """Load a submission into an in-process student, or return the error to report.
+_SANDBOXES: list = []
+
+
+def _last_exit() -> str:
+    return _SANDBOXES[-1].exit_description() if _SANDBOXES else "unknown"
+
+
+def _load_student(path, topic, config):
+    """Load a submission into a student, or return the error to report.
 
     ``path`` is a notebook, or the JSON ``AnswerSource`` that the runner writes
     (so that the child process needs neither nbformat nor the notebook).
     """
-    from autograder.execute import AnswerSource, SubmissionError, build_namespace
     from autograder.labs import lab_for_topic
 
     try:
@@ -176,6 +196,10 @@ def _load_student(path, topic):
             from autograder.notebook import load_answers
 
             source = load_answers(path, lab_for_topic(topic))
+        if config.getoption("transport") == "sandbox":
+            sandbox = Sandbox(source, label=Path(path).stem)
+            _SANDBOXES.append(sandbox)
+            return sandbox.start()
         with time_limit(LOAD_TIMEOUT, "running your answer cells"):
             namespace, problems = build_namespace(source)
     except (SubmissionError, CheckTimeout) as e:
@@ -245,6 +269,8 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session):
+    for sandbox in _SANDBOXES:
+        sandbox.close()
     _write_result(session.config, {"event": "finished"})
 
 

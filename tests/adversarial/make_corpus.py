@@ -1,0 +1,210 @@
+"""Write the adversarial Lab 01 submissions and the score and message each must get.
+
+    python tests/adversarial/make_corpus.py
+
+Each submission starts from the reference solution (honest), from an
+"isolated" variant whose Preprocessor does not call ``mean_image`` (so that a
+bad ``mean_image`` costs exactly its own checks), or from a "wrong" one whose
+functions return wrong values of the right shape and whose Preprocessor is the
+stub (it earns exactly 1 point: ``test_statistics_do_not_modify_input``).
+The expected scores are worked out from the checks' points by hand, not by
+grading: mean_image 3, channel_mean 3, channel_std 2, "do not modify" 1 (the
+three statistics cells: 9), the Preprocessor cell 28; 37 in all.
+
+Writes ``tests/adversarial/*.ipynb`` and ``tests/adversarial/expected.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from autograder.build import solved_notebook  # noqa: E402
+from autograder.labs import find_lab  # noqa: E402
+from autograder.notebook import answer_cells  # noqa: E402
+
+LAB = find_lab("01_preprocessing")
+FULL, STATISTICS_ONLY, WRONG_BASE = 37, 9, 1
+WITHOUT_MEAN_IMAGE = 34  # isolated variant, mean_image's own two checks lost (1 + 2)
+
+# Code that finds the repository from labkit, which the student may import.
+FIND_REPO = "import labkit, pathlib\n_repo = pathlib.Path(labkit.__file__).resolve().parents[2]\n"
+
+
+def cells_of(nb) -> dict[str, str]:
+    return dict(answer_cells(nb))
+
+
+def with_cells(nb, changes: dict[str, str | None]):
+    """A copy of ``nb`` with answer cells replaced (None: the cell removed)."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    kept = []
+    for cell in nb.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in changes:
+            if changes[gid] is None:
+                continue
+            cell.source = changes[gid]
+        kept.append(cell)
+    nb.cells = kept
+    return nb
+
+
+def main() -> int:
+    honest = solved_notebook(LAB)
+    ref = cells_of(honest)
+    stub = cells_of(nbformat.read(LAB.notebook, 4))
+    assert "self.mean = mean_image(x_train)" in ref["preprocessor"], "reference changed"
+    isolated_pre = ref["preprocessor"].replace("self.mean = mean_image(x_train)",
+                                               "self.mean = x_train.mean(axis=0)")
+    isolated = with_cells(honest, {"preprocessor": isolated_pre})
+    wrong = with_cells(honest, {
+        "mean_image": "import numpy as np\n\ndef mean_image(x):\n    return np.zeros(x.shape[1:])\n",
+        "channel_mean": "def channel_mean(x):\n    return np.zeros(x.shape[1])\n",
+        "channel_std": "def channel_std(x):\n    return np.ones(x.shape[1])\n",
+        "preprocessor": stub["preprocessor"],
+    })
+    wrong_cells = cells_of(wrong)
+
+    def prefix(nb, gid, code):
+        return with_cells(nb, {gid: code + "\n" + cells_of(nb)[gid]})
+
+    def wrong_mean_image(body):
+        code = "import numpy as np\n\ndef mean_image(x):\n" + body + \
+            "    return np.zeros(x.shape[1:])\n"
+        return with_cells(wrong, {"mean_image": code})
+
+    def honest_mean_image(first_lines):
+        cell = ref["mean_image"].replace('    """\n', '    """\n' + first_lines, 1)
+        assert cell != ref["mean_image"]
+        return with_cells(honest, {"mean_image": cell})
+
+    def isolated_mean_image(return_line):
+        code = "import numpy as np\nimport torch\n\ndef mean_image(x):\n" + return_line
+        return with_cells(isolated, {"mean_image": code})
+
+    pre = ref["preprocessor"]
+    cases = {
+        # name: (notebook or raw bytes, score, a phrase the feedback must contain)
+        "honest": (honest, FULL, ""),
+        "infinite_loop_at_top": (prefix(honest, "preprocessor", "while True:\n    pass\n"),
+                                 STATISTICS_ONLY, "took longer than"),
+        "infinite_loop_in_function": (isolated_mean_image(
+            "    while True:\n        try:\n            pass\n"
+            "        except BaseException:\n            pass\n"), WITHOUT_MEAN_IMAGE - 1,
+            "time limit"),  # "do not modify" calls mean_image too: 1 more point lost
+        "huge_allocation": (prefix(honest, "preprocessor", "_big = np.ones((200_000, 200_000))"),
+                            STATISTICS_ONLY, "MemoryError"),
+        "fork_loop": (prefix(honest, "preprocessor", "import os\nwhile True:\n    os.fork()"),
+                      STATISTICS_ONLY, "os.fork"),
+        "sys_exit_at_import": (prefix(honest, "preprocessor", "import sys\nsys.exit(0)"),
+                               STATISTICS_ONLY, "SystemExit"),
+        "os_exit_at_import": (prefix(honest, "preprocessor", "import os\nos._exit(0)"),
+                              0, "ended the grading process"),
+        "sys_exit_in_function": (with_cells(honest, {"preprocessor": "import sys\n" + pre.replace(
+            "raise ValueError(f\"Unknown mode", "sys.exit(0)\n            raise ValueError(f\"Unknown mode")}),
+            FULL - 1, "SystemExit"),
+        "os_exit_in_function": (with_cells(honest, {"preprocessor": "import os\n" + pre.replace(
+            "raise ValueError(f\"Unknown mode", "os._exit(0)\n            raise ValueError(f\"Unknown mode")}),
+            FULL - 1, "ended its process"),
+        "patch_numpy_allclose": (prefix(wrong, "mean_image",
+                                        "import numpy as np\nnp.allclose = lambda *a, **k: True\n"
+                                        "np.all = lambda *a, **k: True\n"
+                                        "np.array_equal = lambda *a, **k: True\n"),
+                                 WRONG_BASE, "mean_image"),
+        "patch_numpy_testing": (prefix(wrong, "mean_image",
+                                       "import numpy as np\n"
+                                       "np.testing.assert_allclose = lambda *a, **k: None\n"
+                                       "np.testing.assert_array_equal = lambda *a, **k: None\n"),
+                                WRONG_BASE, "mean_image"),
+        "patch_math_isclose": (prefix(wrong, "mean_image",
+                                      "import math\nmath.isclose = lambda *a, **k: True\n"),
+                               WRONG_BASE, "mean_image"),
+        "patch_builtins": (prefix(wrong, "mean_image",
+                                  "import builtins\nbuiltins.all = lambda *a: True\n"
+                                  "builtins.any = lambda *a: True\n"
+                                  "builtins.abs = lambda x: 0\n"),
+                           WRONG_BASE, "mean_image"),
+        "import_solutions": (wrong_mean_image(
+            "    try:\n        from solutions.preprocessing import mean_image as m\n"
+            "        return m(x)\n    except BaseException:\n        pass\n"),
+            WRONG_BASE, "mean_image"),
+        "import_autograder": (wrong_mean_image(
+            "    try:\n        import autograder.checks.test_preprocessing as t\n"
+            "        import solutions.preprocessing as r\n        return r.mean_image(x)\n"
+            "    except BaseException:\n        pass\n"), WRONG_BASE, "mean_image"),
+        "read_reference_files": (wrong_mean_image(
+            "    " + FIND_REPO.replace("\n", "\n    ") +
+            "for rel in ('solutions/preprocessing.py', 'autograder/checks/test_preprocessing.py'):\n"
+            "        try:\n            ns = {}\n            exec((_repo / rel).read_text(), ns)\n"
+            "            if 'mean_image' in ns:\n                return ns['mean_image'](x)\n"
+            "        except BaseException:\n            pass\n"), WRONG_BASE, "mean_image"),
+        "walk_stack_and_gc": (wrong_mean_image(
+            "    import gc, sys\n    f = sys._getframe()\n    while f is not None:\n"
+            "        for v in list(f.f_locals.values()):\n"
+            "            if isinstance(v, np.ndarray) and v.shape == x.shape[1:] "
+            "and v.dtype == np.float64 and v.any():\n                return v\n"
+            "        f = f.f_back\n    for v in gc.get_objects():\n"
+            "        if isinstance(v, np.ndarray) and v.shape == x.shape[1:] "
+            "and v.dtype == np.float64 and v.any():\n            return v\n"),
+            WRONG_BASE, "mean_image"),
+        "open_socket": (prefix(honest, "mean_image",
+                               "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 80), "
+                               "timeout=2)\nexcept Exception:\n    pass\n"), FULL, ""),
+        "print_100_mb": (honest_mean_image("    print('x' * 100_000_000)\n"), FULL, ""),
+        "warnings_and_stderr": (honest_mean_image(
+            "    import sys, warnings\n    warnings.warn('a student warning')\n"
+            "    print('noise on stderr', file=sys.stderr)\n"), FULL, ""),
+        "files_outside_its_directory": (prefix(honest, "mean_image",
+            FIND_REPO + "import os\nfor _do in (lambda: os.remove(_repo / 'README.md'),\n"
+            "            lambda: (_repo / 'PWNED.txt').write_text('x'),\n"
+            "            lambda: open('/tmp/adversarial-pwned.txt', 'w').write('x')):\n"
+            "    try:\n        _do()\n    except Exception:\n        pass\n"), FULL, ""),
+        "change_directory": (prefix(honest, "mean_image", "import os\nos.chdir('/')\n"), FULL, ""),
+        "syntax_error": (with_cells(honest, {"preprocessor": pre.replace("def fit(self, x_train):",
+                                                                          "def fit(self, x_train)", 1)}),
+                         STATISTICS_ONLY, "syntax error"),
+        "corrupt_json": (b'{"cells": [{"cell_type": "code", "source": "def mean_im', 0,
+                         "not a valid notebook"),
+        "empty_notebook": (nbformat.v4.new_notebook(), 0, "none of the answer cells"),
+        "another_lab": (solved_notebook(find_lab("04_convolutions")), 0,
+                        "none of the answer cells"),
+        "missing_answer_cell": (with_cells(honest, {"preprocessor": None}), STATISTICS_ONLY,
+                                "missing"),
+        "renamed_function": (with_cells(honest, {
+            "channel_std": ref["channel_std"].replace("def channel_std(", "def channel_stdev("),
+            "preprocessor": pre.replace("channel_std(x_train)", "channel_stdev(x_train)")}),
+            FULL - 3, "does not define `channel_std`"),  # its own 2 + "do not modify" 1
+        "nan_answer": (isolated_mean_image("    return np.full(x.shape[1:], np.nan)\n"),
+                       WITHOUT_MEAN_IMAGE, "mean_image"),
+        "wrong_dtype": (isolated_mean_image("    return x.mean(axis=0).astype(np.float32)\n"),
+                        WITHOUT_MEAN_IMAGE, "wrong dtype"),
+        "torch_tensor_not_array": (isolated_mean_image(
+            "    return torch.from_numpy(x.mean(axis=0))\n"), WITHOUT_MEAN_IMAGE,
+            "expected a numpy array"),
+    }
+    assert wrong_cells["preprocessor"] == stub["preprocessor"]
+    for old in HERE.glob("*.ipynb"):
+        old.unlink()
+    expected = {}
+    for name, (nb, score, phrase) in cases.items():
+        path = HERE / name / f"{LAB.name}.ipynb"  # a folder per "student"
+        path.parent.mkdir(exist_ok=True)
+        if isinstance(nb, bytes):
+            path.write_bytes(nb)
+        else:
+            nbformat.write(nb, path)
+        expected[name] = {"score": score, "max_score": FULL, "message": phrase}
+    (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    print(f"wrote {len(cases)} submissions to {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
