@@ -63,6 +63,33 @@ def _grad_mode(enabled):
     return torch.set_grad_enabled(bool(enabled))
 
 
+def rng_state() -> dict:
+    """The global random states a call may use (torch's and numpy's legacy one), as plain
+    data: they travel with every request and reply, so that ``torch.manual_seed(0)`` on
+    one side seeds what the other side draws, as if both were one process."""
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"numpy": [kind, keys.tobytes(), int(pos), int(has_gauss), float(cached)]}
+    torch = _torch()
+    if torch is not None:
+        state["torch"] = torch.get_rng_state().numpy().tobytes()
+    return state
+
+
+def set_rng_state(state) -> None:
+    import numpy as np
+
+    if not isinstance(state, dict):
+        return
+    if "numpy" in state:
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, np.frombuffer(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch = _torch()
+    if torch is not None and "torch" in state:
+        torch.set_rng_state(torch.frombuffer(bytearray(state["torch"]), dtype=torch.uint8))
+
+
 def student_frames(tb) -> list[str]:
     """The traceback lines that are in a student's answer cells (never the grader's code)."""
     lines = []
@@ -236,16 +263,15 @@ class Endpoint:
         torch = _torch()
         enc = Encoder(self.own, self.peer_id)
         tree = enc.encode(list(args))
-        header = {"kind": "request", "op": op, "args": tree,
+        header = {"kind": "request", "op": op, "args": tree, "rng": enc.encode(rng_state()),
                   "grad": torch.is_grad_enabled() if torch is not None else None}
         try:
             send_message(self.sock, header, enc.buffers)
             while True:
                 reply, buffers = recv_message(self.sock, self.deadline)
-                if reply.get("kind") == "request":
-                    self._serve(reply, buffers)
-                    continue
-                return self._finish(reply, buffers, enc)
+                if reply.get("kind") != "request":
+                    break
+                self._serve(reply, buffers)
         except WireError as e:
             self.broken = True
             raise PeerGone(str(e)) from None
@@ -257,8 +283,16 @@ class Endpoint:
             # stream is out of step, so this endpoint can never be used again.
             self.broken = True
             raise
+        try:
+            return self._finish(reply, buffers, enc)  # the other side's exception, if any
+        except (WireError, KeyError, TypeError, ValueError) as e:
+            if isinstance(e, WireError) or reply.get("kind") == "reply":
+                self.broken = True  # an unreadable answer: do not trust this process again
+                raise PeerGone(f"unreadable answer ({type(e).__name__}: {e}).") from None
+            raise
 
     def _finish(self, reply, buffers, enc):
+        set_rng_state(Decoder(buffers, self.resolve_own, self.proxy).decode(reply.get("rng")))
         link = _link_graph(self, enc.tensors) if _torch() is not None else None
         if reply.get("kind") == "error":
             self._apply_updates(reply.get("updates", []), buffers, enc)
@@ -307,6 +341,7 @@ class Endpoint:
         dec = Decoder(buffers, self.resolve_own, self.proxy)
         try:
             args = dec.decode(header.get("args", []))
+            set_rng_state(Decoder(buffers, self.resolve_own, self.proxy).decode(header.get("rng")))
             with _grad_mode(header.get("grad")):
                 value = self._dispatch(str(header.get("op")), args)
             self._current_leaves = dec.tensors  # after dispatch: nested requests reset it
@@ -319,6 +354,7 @@ class Endpoint:
             reply = {"kind": "error", "type": type(e).__name__,
                      "message": _safe_str(e), "frames": student_frames(e.__traceback__)}
         reply["updates"] = self._updates(dec, enc)
+        reply["rng"] = enc.encode(rng_state())
         send_message(self.sock, reply, enc.buffers)
 
     @staticmethod

@@ -553,10 +553,10 @@ def twin_modules(student, c, eps=1e-5, momentum=0.1, seed=0):
     gen = torch.Generator().manual_seed(seed)
     w = 1.0 + 0.5 * torch.randn(c, generator=gen, dtype=torch.float64)
     b = 0.5 * torch.randn(c, generator=gen, dtype=torch.float64)
-    with torch.no_grad():
-        for m in (ours, theirs):
-            m.weight.copy_(w)
-            m.bias.copy_(b)
+    # Through a call, not ``ours.weight.copy_(w)``: under the sandbox, ``ours.weight`` is a
+    # copy of the student's parameter, and changing a copy changes nothing in their module.
+    for m in (ours, theirs):
+        m.load_state_dict({"weight": w, "bias": b}, strict=False)
     return ours, theirs
 
 
