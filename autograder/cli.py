@@ -40,7 +40,8 @@ def cmd_selfcheck(args) -> int:
 def cmd_grade(args) -> int:
     from autograder.grade import grade_all
 
-    reports = grade_all(args.paths, args.out, jobs=args.jobs, time_limit=args.time_limit)
+    reports = grade_all(args.paths, args.out, jobs=args.jobs, time_limit=args.time_limit,
+                        force=args.force)
     for r in sorted(reports, key=lambda r: (r.student, r.lab)):
         status = f"error: {r.error.splitlines()[0]}" if r.error else f"{r.percent:5.1f}%"
         print(f"{r.student:<20} {r.lab:<24} {r.score:g}/{r.max_score:g}  {status}")
@@ -101,6 +102,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder for the reports and gradebook.csv")
     p.add_argument("--jobs", type=int, default=1, help="notebooks graded at once")
     p.add_argument("--time-limit", type=float, default=300.0, help="seconds per submission")
+    p.add_argument("--force", action="store_true",
+                   help="grade again submissions already graded into --out (same file)")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("build-solutions", help="write the labs with the reference code")

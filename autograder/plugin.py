@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 
 from autograder.execute import AnswerSource, SubmissionError, build_namespace
-
 from autograder.rpc import PeerGone, RemoteError, student_frames
 from autograder.sandbox import Limits, Sandbox
 from autograder.student import InProcessStudent, MissingAnswer

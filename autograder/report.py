@@ -38,6 +38,7 @@ class SubmissionReport:
     checks: list[CheckResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # reported, not fatal
     error: str = ""  # set when the submission could not be graded at all
+    digest: str = ""  # sha256 of the graded file: a rerun regrades only what changed
 
     @property
     def score(self) -> float:
@@ -66,6 +67,7 @@ class SubmissionReport:
             checks=checks,
             problems=list(data.get("problems", [])),
             error=data.get("error", ""),
+            digest=data.get("digest", ""),
         )
 
     def to_markdown(self) -> str:
@@ -114,12 +116,18 @@ def write_report(report: SubmissionReport, out_dir) -> tuple[Path, Path]:
     return json_path, md_path
 
 
+def read_report(path) -> SubmissionReport | None:
+    """One report, or None if it is missing or unreadable (then it is graded again)."""
+    try:
+        return SubmissionReport.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read_reports(out_dir) -> list[SubmissionReport]:
-    """Every per-submission JSON report under ``out_dir``."""
-    reports = []
-    for path in sorted(Path(out_dir).glob("*/*.json")):
-        reports.append(SubmissionReport.from_dict(json.loads(path.read_text(encoding="utf-8"))))
-    return reports
+    """Every readable per-submission JSON report under ``out_dir``."""
+    reports = [read_report(path) for path in sorted(Path(out_dir).glob("*/*.json"))]
+    return [r for r in reports if r is not None]
 
 
 def gradebook_csv(reports: list[SubmissionReport]) -> str:

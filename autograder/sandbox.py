@@ -182,7 +182,10 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             return "it stopped answering"
         if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else code
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
             hint = " (too much memory?)" if -code == signal.SIGKILL else ""
             return f"killed by {name}{hint}"
         return f"exit code {code}"

@@ -27,6 +27,7 @@ import sys
 from autograder.execute import AnswerSource, build_namespace
 from autograder.rpc import Endpoint
 
+
 class CellTimeout(BaseException):
     """An answer cell ran past its time limit (a BaseException: ``except Exception``
     in the student's code cannot swallow it)."""
@@ -183,7 +184,8 @@ def confine(config: dict) -> list[str]:
         vsize = int(f.read().split()[0]) * resource.getpagesize()
     limit = vsize + int(config["memory_bytes"])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    enforced.append(f"memory {config['memory_bytes'] / 2**30:g} GiB above the libraries (RLIMIT_AS)")
+    gib = config["memory_bytes"] / 2**30
+    enforced.append(f"memory {gib:g} GiB above what the libraries reserve (RLIMIT_AS)")
     fsize = int(config["file_bytes"])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, not the process
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))

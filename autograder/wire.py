@@ -30,6 +30,7 @@ import numpy as np
 
 MAX_MESSAGE = 2**28  # bytes in one message (256 MiB): a larger answer is refused, not a crash
 _NUMPY_KINDS = "biufc?"
+_NUMPY_TYPES = {t for t in set(np.sctypeDict.values()) if np.dtype(t).kind in "biufc?"}
 
 
 def _torch():
@@ -92,7 +93,7 @@ class Encoder:
             return {"t": "npscalar", "dtype": value.dtype.str, "buf": self._buf(value.tobytes())}
         if isinstance(value, np.dtype):
             return {"t": "npdtype", "v": value.str}
-        if isinstance(value, type) and issubclass(value, np.generic) and value.__module__ == "numpy":
+        if isinstance(value, type) and value in _NUMPY_TYPES:
             return {"t": "nptype", "v": np.dtype(value).str}
         if torch is not None:
             if type(value) in (torch.Tensor, torch.nn.Parameter) and value.layout == torch.strided:
@@ -129,7 +130,7 @@ class Encoder:
                 "shape": list(data.shape), "buf": self._buf(raw),
                 "requires_grad": bool(value.requires_grad),
                 "param": isinstance(value, torch.nn.Parameter)}
-        if value.grad is not None and depth < 99:
+        if value.is_leaf and value.grad is not None and depth < 99:
             tree["grad"] = self._tensor(value.grad, depth + 1)
         if value.requires_grad:
             graph = self.graph_of(value) if self.graph_of and value.grad_fn is not None else None

@@ -65,7 +65,7 @@ def main() -> int:
                                                "self.mean = x_train.mean(axis=0)")
     isolated = with_cells(honest, {"preprocessor": isolated_pre})
     wrong = with_cells(honest, {
-        "mean_image": "import numpy as np\n\ndef mean_image(x):\n    return np.zeros(x.shape[1:])\n",
+        "mean_image": "def mean_image(x):\n    return np.zeros(x.shape[1:])\n",
         "channel_mean": "def channel_mean(x):\n    return np.zeros(x.shape[1])\n",
         "channel_std": "def channel_std(x):\n    return np.ones(x.shape[1])\n",
         "preprocessor": stub["preprocessor"],
@@ -90,6 +90,13 @@ def main() -> int:
         return with_cells(isolated, {"mean_image": code})
 
     pre = ref["preprocessor"]
+    unknown_mode = 'raise ValueError(f"Unknown mode'
+    assert unknown_mode in pre, "reference changed"
+
+    def exit_on_unknown_mode(import_line, exit_call):
+        cell = pre.replace(unknown_mode, exit_call + "\n            " + unknown_mode)
+        return with_cells(honest, {"preprocessor": import_line + "\n" + cell})
+
     cases = {
         # name: (notebook or raw bytes, score, a phrase the feedback must contain)
         "honest": (honest, FULL, ""),
@@ -107,12 +114,10 @@ def main() -> int:
                                STATISTICS_ONLY, "SystemExit"),
         "os_exit_at_import": (prefix(honest, "preprocessor", "import os\nos._exit(0)"),
                               0, "ended the grading process"),
-        "sys_exit_in_function": (with_cells(honest, {"preprocessor": "import sys\n" + pre.replace(
-            "raise ValueError(f\"Unknown mode", "sys.exit(0)\n            raise ValueError(f\"Unknown mode")}),
-            FULL - 1, "SystemExit"),
-        "os_exit_in_function": (with_cells(honest, {"preprocessor": "import os\n" + pre.replace(
-            "raise ValueError(f\"Unknown mode", "os._exit(0)\n            raise ValueError(f\"Unknown mode")}),
-            FULL - 1, "ended its process"),
+        "sys_exit_in_function": (exit_on_unknown_mode("import sys", "sys.exit(0)"),
+                                 FULL - 1, "SystemExit"),  # test_unknown_mode_raises lost
+        "os_exit_in_function": (exit_on_unknown_mode("import os", "os._exit(0)"),
+                                FULL - 1, "ended its process"),
         "patch_numpy_allclose": (prefix(wrong, "mean_image",
                                         "import numpy as np\nnp.allclose = lambda *a, **k: True\n"
                                         "np.all = lambda *a, **k: True\n"
@@ -141,7 +146,8 @@ def main() -> int:
             "    except BaseException:\n        pass\n"), WRONG_BASE, "mean_image"),
         "read_reference_files": (wrong_mean_image(
             "    " + FIND_REPO.replace("\n", "\n    ") +
-            "for rel in ('solutions/preprocessing.py', 'autograder/checks/test_preprocessing.py'):\n"
+            "for rel in ('solutions/preprocessing.py',\n"
+            "                'autograder/checks/test_preprocessing.py'):\n"
             "        try:\n            ns = {}\n            exec((_repo / rel).read_text(), ns)\n"
             "            if 'mean_image' in ns:\n                return ns['mean_image'](x)\n"
             "        except BaseException:\n            pass\n"), WRONG_BASE, "mean_image"),
@@ -167,9 +173,9 @@ def main() -> int:
             "            lambda: open('/tmp/adversarial-pwned.txt', 'w').write('x')):\n"
             "    try:\n        _do()\n    except Exception:\n        pass\n"), FULL, ""),
         "change_directory": (prefix(honest, "mean_image", "import os\nos.chdir('/')\n"), FULL, ""),
-        "syntax_error": (with_cells(honest, {"preprocessor": pre.replace("def fit(self, x_train):",
-                                                                          "def fit(self, x_train)", 1)}),
-                         STATISTICS_ONLY, "syntax error"),
+        "syntax_error": (with_cells(honest, {"preprocessor": pre.replace(
+            "def fit(self, x_train):", "def fit(self, x_train)", 1)}), STATISTICS_ONLY,
+            "syntax error"),
         "corrupt_json": (b'{"cells": [{"cell_type": "code", "source": "def mean_im', 0,
                          "not a valid notebook"),
         "empty_notebook": (nbformat.v4.new_notebook(), 0, "none of the answer cells"),
