@@ -26,6 +26,7 @@ What the sandbox enforces (see ``sandbox_child.confine``):
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import signal
@@ -108,6 +109,23 @@ def _child_env(tmp: str) -> dict:
     return env
 
 
+def setup_imports(source: AnswerSource) -> list[str]:
+    """The top-level modules that the lab's setup cells import (numpy, torch, labkit...)."""
+    names = []
+    for _, code in source.setup:
+        try:
+            tree = ast.parse("\n".join(line for line in code.splitlines()
+                                       if not line.lstrip().startswith(("%", "!"))))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+    return list(dict.fromkeys(names))
+
+
 class Sandbox:
     """One student's process. ``start()`` (again after a crash) and ``close()``."""
 
@@ -125,8 +143,9 @@ class Sandbox:
         return (self.proc is not None and self.proc.poll() is None and self.endpoint is not None
                 and not self.endpoint.broken)
 
-    def start(self) -> SandboxStudent:
-        """Start (or restart) the process and load the submission; return the student."""
+    def spawn(self) -> None:
+        """Start the process, which imports what the lab's setup cells import while the
+        caller does something else (the grader imports its checks meanwhile)."""
         self.close()
         self.starts += 1
         self.tmp = tempfile.mkdtemp(prefix="sandbox-")
@@ -135,7 +154,8 @@ class Sandbox:
         log = open(os.path.join(self.tmp, ".sandbox.log"), "wb")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "autograder.sandbox_child", str(theirs.fileno())],
+                [sys.executable, "-m", "autograder.sandbox_child", str(theirs.fileno()),
+                 *setup_imports(self.source)],
                 cwd=self.tmp, env=_child_env(self.tmp), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=log, pass_fds=[theirs.fileno()], start_new_session=True,
             )  # fmt: skip
@@ -143,6 +163,14 @@ class Sandbox:
             theirs.close()
             log.close()
         self.endpoint = Endpoint(ours, public_only=True)
+        self._loaded = False
+
+    def start(self) -> SandboxStudent:
+        """Load the submission in the spawned process (spawning a fresh one if there is
+        none, or if it was used: after a crash or a time-out); return the student."""
+        if self.proc is None or getattr(self, "_loaded", True):
+            self.spawn()
+        self._loaded = True
         config = {
             "tmp": self.tmp, "memory_bytes": self.limits.memory_bytes,
             "file_bytes": self.limits.file_bytes, "processes": self.limits.processes,

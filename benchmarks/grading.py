@@ -1,6 +1,15 @@
-"""Grading speed: ``python -m autograder grade`` against ``nbgrader autograde``.
+"""Grading speed: ``python -m autograder grade`` against ``nbgrader autograde``, and
+the sandboxed batch with one and two jobs.
 
     python benchmarks/grading.py --vs-nbgrader [--students 20] [--labs 01_preprocessing ...]
+    python benchmarks/grading.py --class-size 200     # --jobs 1 vs --jobs 2, fixed cost
+
+``--class-size N`` grades a synthetic Lab 01 class of N notebooks cycling
+through the reference, its mutants and the adversarial corpus
+(tests/adversarial), once with one job and once with two, and prints
+submissions per second, the speed-up, and the fixed cost per submission
+(starting the sandboxed student process and the checks' process, with their
+imports), measured on their own.
 
 Builds one class of submissions (for every lab, students cycle through the
 reference solution, the untouched stubs and each seeded mutant), grades it
@@ -15,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -24,7 +34,7 @@ import nbformat
 
 from autograder.build import mutant_notebook, solved_notebook
 from autograder.grade import grade_all
-from autograder.labs import all_labs, find_lab
+from autograder.labs import REPO, all_labs, find_lab
 from autograder.mutants import load_mutants
 from autograder.nbgrader_course import build_course, run_nbgrader
 
@@ -75,13 +85,81 @@ def time_nbgrader(work: Path, labs, submissions) -> tuple[float, dict]:
     return seconds, scores
 
 
+def make_mixed_class(root: Path, size: int) -> int:
+    """Write ``size`` Lab 01 submissions: reference, mutants and adversarial, in turn."""
+    lab = find_lab("01_preprocessing")
+    solved = solved_notebook(lab)
+    kinds = [solved] + [mutant_notebook(lab, m, solved) for m in load_mutants(lab)]
+    corpus = sorted((REPO / "tests" / "adversarial").glob("*/01_preprocessing.ipynb"))
+    for i in range(size):
+        path = root / f"student{i:03d}" / f"{lab.name}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pick = i % (len(kinds) + len(corpus))
+        if pick < len(kinds):
+            nbformat.write(kinds[pick], path)
+        else:
+            shutil.copy(corpus[pick - len(kinds)], path)
+    return size
+
+
+def fixed_costs(repeat: int = 5) -> tuple[float, float]:
+    """(sandbox start: process, imports, the reference's answer cells; checks' process start
+    and collection), seconds, median of ``repeat``."""
+    from autograder.notebook import load_answers
+    from autograder.runner import _pytest_command, _run_child
+    from autograder.sandbox import Sandbox
+
+    lab = find_lab("01_preprocessing")
+    with tempfile.TemporaryDirectory() as tmp:
+        nb = Path(tmp) / f"{lab.name}.ipynb"
+        nbformat.write(solved_notebook(lab), nb)
+        source = load_answers(nb, lab)
+        starts, collects = [], []
+        for _ in range(repeat):
+            sandbox = Sandbox(source)
+            t = time.perf_counter()
+            sandbox.start()
+            starts.append(time.perf_counter() - t)
+            sandbox.close()
+            t = time.perf_counter()
+            _run_child(_pytest_command(lab, Path(tmp) / "c.jsonl", ["--collect-only"]), 120)
+            collects.append(time.perf_counter() - t)
+    return statistics.median(starts), statistics.median(collects)
+
+
+def sandbox_batch(size: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        work = Path(tmp)
+        make_mixed_class(work / "class", size)
+        print(f"synthetic Lab 01 class: {size} notebooks (reference, mutants, adversarial)")
+        times = {}
+        for jobs in (1, 2):
+            t = time.perf_counter()
+            reports = grade_all([work / "class"], work / f"grades{jobs}", jobs=jobs,
+                                progress=False)
+            times[jobs] = time.perf_counter() - t
+            print(f"--jobs {jobs}: {times[jobs]:7.1f} s, {size / times[jobs]:.2f} submissions/s, "
+                  f"{times[jobs] / size:.2f} s per submission; "
+                  f"{sum(r.score for r in reports):g} points given")
+        print(f"speed-up of --jobs 2 over --jobs 1: {times[1] / times[2]:.2f}x")
+    start, collect = fixed_costs()
+    print(f"fixed cost per submission: sandbox start {start:.2f} s (process, numpy/torch "
+          f"imports, answer cells) + checks' process {collect:.2f} s (python, pytest, "
+          f"imports, collection) = {start + collect:.2f} s")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vs-nbgrader", action="store_true", help="also time nbgrader autograde")
     parser.add_argument("--students", type=int, default=20)
     parser.add_argument("--labs", nargs="*", help="lab names (default: every lab)")
     parser.add_argument("--jobs", type=int, default=2, help="our grader's parallel notebooks")
+    parser.add_argument("--class-size", type=int, default=0,
+                        help="grade a synthetic Lab 01 class of this size with 1 and 2 jobs")
     args = parser.parse_args(argv)
+    if args.class_size:
+        sandbox_batch(args.class_size)
+        return 0
     labs = [find_lab(name) for name in args.labs] if args.labs else all_labs()
 
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
