@@ -246,10 +246,10 @@ def test_adversarial_corpus(tmp_path):
 
 
 def _honest(tmp_path: Path, students: int) -> Path:
+    import nbformat
+
     from autograder.build import solved_notebook
     from autograder.labs import find_lab
-
-    import nbformat
 
     nb = solved_notebook(find_lab("01_preprocessing"))
     for i in range(students):
