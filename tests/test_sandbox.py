@@ -293,3 +293,15 @@ def test_batch_is_resumable_and_survives_kill_9(tmp_path):
     changed.write_text(changed.read_text().replace("return", "return  ", 1))
     assert "2 of 3 submissions already graded" in run()
     assert "already graded" not in run("--force")
+
+
+@pytest.mark.parametrize("transport", ["inprocess", "sandbox"])
+def test_checks_pass_the_reference_on_both_transports(transport):
+    """The same checks, unchanged, grade the solved Lab 01 notebook fully either way."""
+    notebook = CORPUS / "honest" / "01_preprocessing.ipynb"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(REPO / "autograder/checks/test_preprocessing.py"),
+         "--submission", str(notebook), "--transport", transport, "-q", "-p", "no:cacheprovider",
+         "-p", "no:nbval"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
