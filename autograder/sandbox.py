@@ -10,7 +10,7 @@ reference or the expected answers.
 
 What the sandbox enforces (see ``sandbox_child.confine``):
 
-- by the OS: memory (RLIMIT_AS: the libraries' own reservation plus
+- by the OS: memory (RLIMIT_DATA: what the setup cell's imports use plus
   ``memory_bytes``), file size written, open files, CPU seconds; a fresh
   temporary directory as the working directory and ``HOME``; a minimal
   environment; Landlock (Linux >= 5.13): reading only the Python libraries,
@@ -49,7 +49,7 @@ from autograder.student import MissingAnswer
 class Limits:
     """What a student's process may use."""
 
-    memory_bytes: int = 2 * 2**30  # beyond what numpy and torch reserve at import
+    memory_bytes: int = 2 * 2**30  # beyond what the setup cell's imports use
     file_bytes: int = 64 * 2**20
     processes: int = 256  # tasks (threads included) of the unprivileged user, as root
     cpu_seconds: int = 600

@@ -181,13 +181,16 @@ def confine(config: dict) -> list[str]:
     """Lock this process in; return the list of what is enforced."""
     enforced = []
     tmp = config["tmp"]
-    # Memory: what the libraries already reserved plus the student's share.
-    with open("/proc/self/statm") as f:
-        vsize = int(f.read().split()[0]) * resource.getpagesize()
-    limit = vsize + int(config["memory_bytes"])
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # Memory: the heap and private mappings the libraries already use, plus the student's
+    # share. RLIMIT_DATA, not RLIMIT_AS: torch reserves ~3 GiB of address space it never
+    # uses, which would make an address-space limit meaningless or break its import.
+    with open("/proc/self/status") as f:
+        data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+    limit = data + int(config["memory_bytes"])
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     gib = config["memory_bytes"] / 2**30
-    enforced.append(f"memory {gib:g} GiB above what the libraries reserve (RLIMIT_AS)")
+    enforced.append(f"memory: {gib:g} GiB of data beyond what the lab's imports use "
+                    f"(RLIMIT_DATA)")
     fsize = int(config["file_bytes"])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, not the process
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
