@@ -1,5 +1,10 @@
 """Grade one submission: run a lab's hidden checks on it in a child pytest process.
 
+The child is a copy forked from a checks process that has already imported
+pytest, numpy, torch and the checks (``autograder.forkserver``), so a
+submission does not pay for those imports; ``AUTOGRADER_FORKSERVER=0`` starts
+a plain ``python -m pytest`` instead.
+
 The child loads the notebook's answer cells and runs the checks, streaming
 one JSON line per check. The parent keeps every result it received, so that:
 
@@ -15,17 +20,20 @@ This process never imports or runs the student's code.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from functools import cache
 from pathlib import Path
 
 from autograder.execute import AnswerSource, SubmissionError
+from autograder.forkserver import ServerPool
 from autograder.labs import REPO, Lab
 from autograder.notebook import lab_from_path, load_answers
 from autograder.report import CheckResult, SubmissionReport
@@ -73,6 +81,42 @@ def _run_child(cmd: list[str], timeout: float) -> tuple[int | None, str]:
             output, _ = proc.communicate()
             code = None
     return code, output.decode("utf-8", "replace")[-4000:]
+
+
+_POOL: ServerPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ServerPool:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ServerPool(_child_env())
+            atexit.register(_POOL.close)
+        return _POOL
+
+
+def _run_checks_child(cmd: list[str], timeout: float) -> tuple[int | None, str]:
+    """Like ``_run_child``, in a copy of a pre-forked checks process (imports done once)."""
+    if os.environ.get("AUTOGRADER_FORKSERVER", "1") == "0":
+        return _run_child(cmd, timeout)
+    pool = _pool()
+    server = pool.acquire()
+    with tempfile.TemporaryDirectory(prefix="grade-") as cwd:
+        log = os.path.join(cwd, ".pytest.log")
+        try:
+            code = server.run(cmd[3:], cwd, log, timeout)  # cmd[:3] is "python -m pytest"
+        except (OSError, ValueError, KeyError, TimeoutError):
+            server.close()  # a broken server: a new one next time, this run in a process
+            return _run_child(cmd, timeout)
+        finally:
+            pool.release(server)
+        try:
+            with open(log, "rb") as f:
+                output = f.read()[-4000:].decode("utf-8", "replace")
+        except OSError:
+            output = ""
+    return code, output
 
 
 def _read_events(path: Path) -> list[dict]:
@@ -127,7 +171,7 @@ def run_checks(
             answers.write_text(source.to_json(), encoding="utf-8")
             deselect = [f"--deselect={nodeid}::{name}" for name in results]
             extra = ["--submission", str(answers), *deselect]
-            code, output = _run_child(_pytest_command(lab, stream, extra), remaining)
+            code, output = _run_checks_child(_pytest_command(lab, stream, extra), remaining)
             events = _read_events(stream)
         running, finished = None, False
         for event in events:
