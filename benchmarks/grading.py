@@ -102,19 +102,24 @@ def make_mixed_class(root: Path, size: int) -> int:
     return size
 
 
-def fixed_costs(repeat: int = 5) -> tuple[float, float]:
-    """(sandbox start: process, imports, the reference's answer cells; checks' process start
-    and collection), seconds, median of ``repeat``."""
+def fixed_costs(repeat: int = 5) -> tuple[float, float, float]:
+    """Medians of ``repeat`` runs, in seconds: the sandbox's start (process, imports, the
+    reference's answer cells); the checks' process as the grader starts it (a copy of a
+    warm fork server, with pytest's collection); the same as a fresh ``python -m pytest``."""
+    from autograder.forkserver import ForkServer
     from autograder.notebook import load_answers
-    from autograder.runner import _pytest_command, _run_child
+    from autograder.runner import _child_env, _pytest_command, _run_child
     from autograder.sandbox import Sandbox
 
     lab = find_lab("01_preprocessing")
+    server = ForkServer(_child_env())
     with tempfile.TemporaryDirectory() as tmp:
         nb = Path(tmp) / f"{lab.name}.ipynb"
         nbformat.write(solved_notebook(lab), nb)
         source = load_answers(nb, lab)
-        starts, collects = [], []
+        cmd = _pytest_command(lab, Path(tmp) / "c.jsonl", ["--collect-only"])
+        server.run(cmd[3:], tmp, str(Path(tmp) / "log"), 120)  # warm: imports done
+        starts, forked, fresh = [], [], []
         for _ in range(repeat):
             sandbox = Sandbox(source)
             t = time.perf_counter()
@@ -122,9 +127,13 @@ def fixed_costs(repeat: int = 5) -> tuple[float, float]:
             starts.append(time.perf_counter() - t)
             sandbox.close()
             t = time.perf_counter()
-            _run_child(_pytest_command(lab, Path(tmp) / "c.jsonl", ["--collect-only"]), 120)
-            collects.append(time.perf_counter() - t)
-    return statistics.median(starts), statistics.median(collects)
+            server.run(cmd[3:], tmp, str(Path(tmp) / "log"), 120)
+            forked.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _run_child(cmd, 120)
+            fresh.append(time.perf_counter() - t)
+    server.close()
+    return statistics.median(starts), statistics.median(forked), statistics.median(fresh)
 
 
 def sandbox_batch(size: int) -> None:
@@ -142,10 +151,11 @@ def sandbox_batch(size: int) -> None:
                   f"{times[jobs] / size:.2f} s per submission; "
                   f"{sum(r.score for r in reports):g} points given")
         print(f"speed-up of --jobs 2 over --jobs 1: {times[1] / times[2]:.2f}x")
-    start, collect = fixed_costs()
-    print(f"fixed cost per submission: sandbox start {start:.2f} s (process, numpy/torch "
-          f"imports, answer cells) + checks' process {collect:.2f} s (python, pytest, "
-          f"imports, collection) = {start + collect:.2f} s")
+    start, forked, fresh = fixed_costs()
+    print(f"fixed cost per submission: sandbox start {start:.2f} s (process, imports, answer "
+          f"cells; it overlaps the next) + checks' process {forked:.2f} s (a fork of a warm "
+          f"server, pytest collection) = {start + forked:.2f} s; a fresh python -m pytest "
+          f"instead of the fork: {fresh:.2f} s")
 
 
 def main(argv=None) -> int:
