@@ -153,9 +153,9 @@ def sandbox_batch(size: int) -> None:
         print(f"speed-up of --jobs 2 over --jobs 1: {times[1] / times[2]:.2f}x")
     start, forked, fresh = fixed_costs()
     print(f"fixed cost per submission: sandbox start {start:.2f} s (process, imports, answer "
-          f"cells; it overlaps the next) + checks' process {forked:.2f} s (a fork of a warm "
-          f"server, pytest collection) = {start + forked:.2f} s; a fresh python -m pytest "
-          f"instead of the fork: {fresh:.2f} s")
+          f"cells; it runs while the checks' process starts) + checks' process "
+          f"{forked:.2f} s (a fork of a warm server, pytest collection) = "
+          f"{start + forked:.2f} s; a fresh python -m pytest instead of the fork: {fresh:.2f} s")
 
 
 def main(argv=None) -> int:
