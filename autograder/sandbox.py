@@ -56,6 +56,7 @@ class Limits:
     load_seconds: float = 60.0  # the setup and answer cells
     cell_seconds: float = 10.0  # one answer cell
     protected_paths: list[str] = field(default_factory=list)  # also refused (audit hook)
+    landlock: bool = True  # False only to test the audit hook alone, as without Landlock
 
 
 def _read_paths() -> list[str]:
@@ -175,7 +176,8 @@ class Sandbox:
             "tmp": self.tmp, "memory_bytes": self.limits.memory_bytes,
             "file_bytes": self.limits.file_bytes, "processes": self.limits.processes,
             "cpu_seconds": self.limits.cpu_seconds, "cell_seconds": self.limits.cell_seconds,
-            "read_paths": _read_paths(), "drop_user": _drop_user([sys.base_prefix, sys.prefix]),
+            "read_paths": _read_paths(), "landlock": self.limits.landlock,
+            "drop_user": _drop_user([sys.base_prefix, sys.prefix]),
             "protected_paths": [str(REPO / "autograder"), str(REPO / "solutions"),
                                 *self.limits.protected_paths],
         }  # fmt: skip

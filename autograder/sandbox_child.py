@@ -157,22 +157,50 @@ _BLOCKED_EVENTS = {
 }
 
 
-def _audit_hook(protected: list[str]):
-    """Refuse, in Python, what the student's code has no business doing (best effort:
+_WRITE_EVENTS = {  # events whose first argument (and a rename's second) is a path changed
+    "os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.symlink", "os.link", "os.truncate",
+    "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile", "shutil.copytree",
+}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _audit_hook(protected: list[str], writable: list[str]):
+    """Refuse, in Python, what the student's code has no business doing: the events above,
+    reading the ``protected`` folders, changing files outside ``writable``. Best effort:
     native code is not seen by it, and ctypes stays allowed because torch loads its
-    libraries with it; the OS limits above are the real fence)."""
+    libraries with it; the OS limits above are the real fence."""
+
+    def inside(path, roots) -> bool:
+        return any(path == root or path.startswith(root + os.sep) for root in roots)
+
+    def real(arg):
+        if isinstance(arg, int):
+            return None  # a file descriptor: already open
+        try:
+            return os.path.realpath(os.fsdecode(arg))
+        except (TypeError, ValueError):
+            return None
 
     def hook(event, args):
         if event in _BLOCKED_EVENTS:
             raise PermissionError(f"the grader does not allow {event} in your code.")
-        if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-            try:
-                path = os.path.realpath(os.fsdecode(args[0]))
-            except (TypeError, ValueError):
+        if event == "open" and args:
+            path = real(args[0])
+            if path is None:
                 return
-            for root in protected:
-                if path == root or path.startswith(root + os.sep):
-                    raise PermissionError(f"your code may not read {path}.")
+            if inside(path, protected):
+                raise PermissionError(f"your code may not read {path}.")
+            mode, flags = args[1] if len(args) > 1 else None, args[2] if len(args) > 2 else 0
+            wants_write = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & _WRITE_FLAGS)
+            if wants_write and not inside(path, writable):
+                raise PermissionError(f"your code may not write {path}: only its own folder.")
+        elif event in _WRITE_EVENTS:
+            for arg in args[:2] if event in ("os.rename", "shutil.move") else args[:1]:
+                path = real(arg)
+                if path is not None and not inside(path, writable):
+                    raise PermissionError(f"your code may not change {path}: only its own "
+                                          f"folder.")
 
     return hook
 
@@ -224,10 +252,13 @@ def confine(config: dict) -> list[str]:
     reads = [p for p in config["read_paths"] if os.path.exists(p)]
     reads += [proc_self, "/proc/cpuinfo", "/proc/meminfo", "/dev/urandom", "/dev/random",
               "/dev/zero", "/sys/devices/system/cpu"]
-    enforced.append(_landlock(reads, [tmp, "/dev/null"]))
-    sys.addaudithook(_audit_hook([os.path.realpath(p) for p in config["protected_paths"]]))
-    enforced.append("audit hook: no subprocess, fork, signals, sockets, or reading the "
-                    "grader's files (best effort: native code, ctypes included, bypasses it)")
+    if config.get("landlock", True):
+        enforced.append(_landlock(reads, [tmp, "/dev/null"]))
+    protected = [os.path.realpath(p) for p in config["protected_paths"]]
+    sys.addaudithook(_audit_hook(protected, [os.path.realpath(tmp), "/dev/null"]))
+    enforced.append("audit hook: no subprocess, fork, signals, sockets, reading the grader's "
+                    "files or changing files outside its folder (best effort: native code, "
+                    "ctypes included, bypasses it)")
     return enforced
 
 

@@ -305,3 +305,46 @@ def test_checks_pass_the_reference_on_both_transports(transport):
          "-p", "no:nbval"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.parametrize("landlock", [True, False])
+def test_student_cannot_touch_files_outside_its_folder(tmp_path, landlock):
+    """With Landlock, and with the audit hook alone (a kernel without Landlock): the
+    student's process can neither read the reference nor change a file outside its folder."""
+    from autograder.execute import AnswerSource
+    from autograder.labs import find_lab
+    from autograder.sandbox import Limits, Sandbox
+
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("keep me")
+    code = f'''
+import os
+
+def attempts():
+    results = {{}}
+    for name, act in [
+        ("read reference", lambda: open({str(REPO / "solutions" / "preprocessing.py")!r}).read()),
+        ("delete decoy", lambda: os.remove({str(decoy)!r})),
+        ("overwrite decoy", lambda: open({str(decoy)!r}, "w").write("gone")),
+        ("rename decoy", lambda: os.rename({str(decoy)!r}, {str(decoy)!r} + ".x")),
+        ("write own folder", lambda: open("mine.txt", "w").write("ok")),
+    ]:
+        try:
+            act()
+            results[name] = "done"
+        except OSError as e:
+            results[name] = type(e).__name__
+    return results
+'''
+    source = AnswerSource(find_lab("01_preprocessing"), [], [("probe", code)])
+    sandbox = Sandbox(source, Limits(landlock=landlock))
+    try:
+        results = sandbox.start().attempts()
+        enforced = " ".join(sandbox.enforced)
+    finally:
+        sandbox.close()
+    assert results == {"read reference": "PermissionError", "delete decoy": "PermissionError",
+                       "overwrite decoy": "PermissionError", "rename decoy": "PermissionError",
+                       "write own folder": "done"}, results
+    assert decoy.read_text() == "keep me"
+    assert ("Landlock" in enforced) is landlock
