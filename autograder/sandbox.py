@@ -21,7 +21,8 @@ What the sandbox enforces (see ``sandbox_child.confine``):
 - by the grader: a time limit per check and per submission, a capped
   output, and messages of at most 256 MiB;
 - best effort, in Python: an audit hook refusing subprocesses, forks,
-  signals, sockets and opening the grader's files (native code goes around it).
+  signals, sockets, opening the grader's files and changing files outside its
+  folder (native code goes around it).
 """
 
 from __future__ import annotations
