@@ -189,6 +189,9 @@ def _load_student(path, topic, config):
     from autograder.labs import lab_for_topic
 
     try:
+        sandbox = _SANDBOXES[0] if _SANDBOXES else None  # spawned at session start
+        if sandbox is not None and sandbox.source.lab.topic == topic:
+            return sandbox.start()
         if str(path).endswith(".json"):
             source = AnswerSource.from_json(Path(path).read_text(encoding="utf-8"))
         else:
@@ -196,10 +199,8 @@ def _load_student(path, topic, config):
 
             source = load_answers(path, lab_for_topic(topic))
         if config.getoption("transport") == "sandbox":
-            spawned = [s for s in _SANDBOXES if s.source.lab == source.lab]
-            sandbox = spawned[0] if spawned else Sandbox(source, label=Path(path).stem)
-            if not spawned:
-                _SANDBOXES.append(sandbox)
+            sandbox = Sandbox(source, label=Path(path).stem)
+            _SANDBOXES.append(sandbox)
             return sandbox.start()
         with time_limit(LOAD_TIMEOUT, "running your answer cells"):
             namespace, problems = build_namespace(source)

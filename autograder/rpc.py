@@ -32,7 +32,6 @@ import contextlib
 import itertools
 import linecache
 import sys
-import traceback
 
 from autograder.wire import Decoder, Encoder, WireError, recv_message, send_message
 
@@ -275,34 +274,36 @@ class Endpoint:
         except WireError as e:
             self.broken = True
             raise PeerGone(str(e)) from None
-        except TimeoutError:
-            self.broken = True
-            raise
-        except BaseException:
+        except BaseException:  # TimeoutError included
             # Interrupted in the middle of a conversation (the check's alarm): the
             # stream is out of step, so this endpoint can never be used again.
             self.broken = True
             raise
         try:
-            return self._finish(reply, buffers, enc)  # the other side's exception, if any
+            value, error = self._finish(reply, buffers, enc)
         except (WireError, KeyError, TypeError, ValueError) as e:
-            if isinstance(e, WireError) or reply.get("kind") == "reply":
-                self.broken = True  # an unreadable answer: do not trust this process again
-                raise PeerGone(f"unreadable answer ({type(e).__name__}: {e}).") from None
-            raise
+            self.broken = True  # an unreadable answer: do not trust this process again
+            raise PeerGone(f"unreadable answer ({type(e).__name__}: {e}).") from None
+        if error is not None:
+            raise error  # the other side's exception, rebuilt here
+        return value
 
     def _finish(self, reply, buffers, enc):
+        """Read a reply: (its value, None) or (None, the exception it reports)."""
         set_rng_state(Decoder(buffers, self.resolve_own, self.proxy).decode(reply.get("rng")))
-        link = _link_graph(self, enc.tensors) if _torch() is not None else None
         if reply.get("kind") == "error":
             self._apply_updates(reply.get("updates", []), buffers, enc)
-            raise _exception_from(reply)
+            return None, _exception_from(reply)
         if reply.get("kind") != "reply":
             raise WireError(f"unexpected message {reply.get('kind')!r}.")
+
+        def link(data, graph_id):  # built only when a result carries a graph
+            return _link_graph(self, enc.tensors)(data, graph_id)
+
         dec = Decoder(buffers, self.resolve_own, self.proxy, link, enc.mutables)
         value = dec.decode(reply.get("value"))
         self._apply_updates(reply.get("updates", []), buffers, enc)
-        return value
+        return value, None
 
     def _apply_updates(self, updates, buffers, enc):
         """Write the changes the other side made to our arguments into our own objects."""
@@ -368,19 +369,13 @@ class Endpoint:
 
         updates = []
         for i, (obj, raw) in enumerate(dec.mutables):
-            if isinstance(obj, np.ndarray):
-                if obj.tobytes() == raw:
-                    continue
-                tree_bufs = Encoder(enc.own, enc.peer_id)
-                tree = tree_bufs.encode(obj)
-                tree = _rebase(tree, len(enc.buffers))
-                enc.buffers.extend(tree_bufs.buffers)
-            else:
-                refs = {id(o): j for j, (o, _) in enumerate(dec.mutables) if j != i}
-                sub = Encoder(enc.own, enc.peer_id, None, refs)
-                tree = _rebase(sub.encode(obj), len(enc.buffers))
-                enc.buffers.extend(sub.buffers)
-            updates.append([i, tree])
+            if isinstance(obj, np.ndarray) and obj.tobytes() == raw:
+                continue
+            # Other arguments inside this one travel as references to the caller's own
+            # objects; this one itself is sent whole. The buffers go into the reply's.
+            refs = {id(o): j for j, (o, _) in enumerate(dec.mutables) if j != i}
+            sub = Encoder(enc.own, enc.peer_id, None, refs, buffers=enc.buffers)
+            updates.append([i, sub.encode(obj)])
         return updates
 
     def _dispatch(self, op, args):
@@ -440,19 +435,3 @@ def _safe_str(exc) -> str:
         return str(exc)[:2000]
     except Exception:  # noqa: BLE001 - a student's exception with a broken __str__
         return "(no message)"
-
-
-def _rebase(tree, offset: int):
-    """Shift the buffer indices of an encoded tree by ``offset``."""
-    if isinstance(tree, list):
-        return [_rebase(v, offset) for v in tree]
-    if isinstance(tree, dict):
-        out = {k: _rebase(v, offset) for k, v in tree.items()}
-        if "buf" in tree:
-            out["buf"] = tree["buf"] + offset
-        return out
-    return tree
-
-
-def format_exception_only(exc) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

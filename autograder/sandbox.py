@@ -18,8 +18,8 @@ What the sandbox enforces (see ``sandbox_child.confine``):
   signals to processes outside the sandbox; as root, also an empty network
   namespace, the ``nobody`` user and RLIMIT_NPROC; death with the grader
   (PR_SET_PDEATHSIG); the whole process group killed when it is closed;
-- by the grader: a time limit per check and per submission, a capped
-  output, and messages of at most 256 MiB;
+- by the grader: a time limit per check and per submission, the student's
+  output discarded, and messages of at most 256 MiB;
 - best effort, in Python: an audit hook refusing subprocesses, forks,
   signals, sockets, opening the grader's files and changing files outside its
   folder (native code goes around it).
@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.execute import AnswerSource, SubmissionError
+from autograder.execute import AnswerSource, SubmissionError, _strip_magics
 from autograder.labs import REPO
 from autograder.rpc import Endpoint, PeerGone
 from autograder.student import MissingAnswer
@@ -114,10 +114,9 @@ def _child_env(tmp: str) -> dict:
 def setup_imports(source: AnswerSource) -> list[str]:
     """The top-level modules that the lab's setup cells import (numpy, torch, labkit...)."""
     names = []
-    for _, code in source.setup:
+    for cell, code in source.setup:
         try:
-            tree = ast.parse("\n".join(line for line in code.splitlines()
-                                       if not line.lstrip().startswith(("%", "!"))))
+            tree = ast.parse(_strip_magics(code, cell, []))
         except SyntaxError:
             continue
         for node in tree.body:
@@ -138,7 +137,6 @@ class Sandbox:
         self.tmp: str | None = None
         self.problems: list[str] = []
         self.enforced: list[str] = []
-        self.starts = 0
 
     @property
     def alive(self) -> bool:
@@ -149,7 +147,6 @@ class Sandbox:
         """Start the process, which imports what the lab's setup cells import while the
         caller does something else (the grader imports its checks meanwhile)."""
         self.close()
-        self.starts += 1
         self.tmp = tempfile.mkdtemp(prefix="sandbox-")
         os.chmod(self.tmp, 0o700)
         ours, theirs = socket.socketpair()

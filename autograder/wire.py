@@ -52,10 +52,10 @@ class Encoder:
     so that autograd can link a result to them (see ``autograder.rpc``).
     """
 
-    def __init__(self, own, peer_id, graph_of=None, refs=None):
+    def __init__(self, own, peer_id, graph_of=None, refs=None, buffers=None):
         self.own, self.peer_id, self.graph_of = own, peer_id, graph_of
         self.refs = refs or {}  # id(obj) -> index: "the k-th mutable argument of the call"
-        self.buffers: list[bytes] = []
+        self.buffers: list[bytes] = [] if buffers is None else buffers  # shared: one message
         self.tensors: list = []
         self.mutables: list = []  # arrays, lists and dicts, in encoding order
 
