@@ -75,9 +75,14 @@ def time_nbgrader(work: Path, labs, submissions) -> tuple[float, dict]:
         shutil.copy(path, dest)
     start = time.perf_counter()
     for lab in labs:
-        proc = run_nbgrader(course, "autograde", lab.name, "--force")
+        lab_start = time.perf_counter()
+        # A lab's 20 notebooks with their experiments take most of an hour on 2 cores.
+        proc = run_nbgrader(course, "autograde", lab.name, "--force", timeout=4 * 3600)
         if proc.returncode:
             sys.exit(f"nbgrader autograde failed:\n{proc.stderr[-3000:]}")
+        # Printed as it goes: the whole run takes hours, a partial result is still a figure.
+        print(f"  nbgrader autograde {lab.name}: {time.perf_counter() - lab_start:7.1f} s",
+              flush=True)
     seconds = time.perf_counter() - start
     run_nbgrader(course, "export")
     with open(course / "grades.csv", newline="") as f:
@@ -177,14 +182,14 @@ def main(argv=None) -> int:
         submissions = make_class(work / "class", labs, args.students)
         n = len(submissions)
         print(f"{args.students} students x {len(labs)} labs = {n} notebooks "
-              f"({', '.join(lab.name for lab in labs)})")
+              f"({', '.join(lab.name for lab in labs)})", flush=True)
         ours_s, ours = time_ours(work / "class", work / "grades", args.jobs)
         print(f"python -m autograder grade --jobs {args.jobs}: {ours_s:7.1f} s "
-              f"({ours_s / n:.1f} s per notebook)")
+              f"({ours_s / n:.1f} s per notebook)", flush=True)
         if args.vs_nbgrader:
             nb_s, theirs = time_nbgrader(work, labs, submissions)
             print(f"nbgrader autograde:                  {nb_s:7.1f} s "
-                  f"({nb_s / n:.1f} s per notebook)")
+                  f"({nb_s / n:.1f} s per notebook)", flush=True)
             print(f"ratio nbgrader / ours: {nb_s / ours_s:.1f}x")
             differ = [k for k in ours if abs(ours[k] - theirs.get(k, -1)) > 1e-9]
             print(f"scores that differ: {len(differ)} of {n}", *differ[:5])
