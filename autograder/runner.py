@@ -39,11 +39,13 @@ from autograder.notebook import lab_from_path, load_answers
 from autograder.report import CheckResult, SubmissionReport
 
 DEFAULT_TIME_LIMIT = 300.0  # seconds for a whole submission
+PYTEST = (sys.executable, "-m", "pytest")  # a fresh checks process, without the fork server
 
 
-def _pytest_command(lab: Lab, results: Path, extra: list[str]) -> list[str]:
+def _pytest_args(lab: Lab, results: Path, extra: list[str]) -> list[str]:
+    """The arguments of pytest that run ``lab``'s checks with the grader's plugin."""
     return [
-        sys.executable, "-m", "pytest", str(lab.checks_file),
+        str(lab.checks_file),
         "--results", str(results),
         "--rootdir", str(REPO),
         "-p", "autograder.plugin",
@@ -96,8 +98,10 @@ def _pool() -> ServerPool:
         return _POOL
 
 
-def _run_checks_child(cmd: list[str], timeout: float) -> tuple[int | None, str]:
-    """Like ``_run_child``, in a copy of a pre-forked checks process (imports done once)."""
+def _run_checks_child(args: list[str], timeout: float) -> tuple[int | None, str]:
+    """Like ``_run_child`` of ``python -m pytest args``, in a copy of a pre-forked checks
+    process (imports done once)."""
+    cmd = [*PYTEST, *args]
     if os.environ.get("AUTOGRADER_FORKSERVER", "1") == "0":
         return _run_child(cmd, timeout)
     pool = _pool()
@@ -105,7 +109,7 @@ def _run_checks_child(cmd: list[str], timeout: float) -> tuple[int | None, str]:
     with tempfile.TemporaryDirectory(prefix="grade-") as cwd:
         log = os.path.join(cwd, ".pytest.log")
         try:
-            code = server.run(cmd[3:], cwd, log, timeout)  # cmd[:3] is "python -m pytest"
+            code = server.run(args, cwd, log, timeout)
         except (OSError, ValueError, KeyError, TimeoutError):
             server.close()  # a broken server: a new one next time, this run in a process
             return _run_child(cmd, timeout)
@@ -136,7 +140,7 @@ def collect_checks(lab: Lab) -> tuple[dict, ...]:
     """The checks of a lab (name, points, description), without running them."""
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "collect.jsonl"
-        code, output = _run_child(_pytest_command(lab, results, ["--collect-only"]), 120)
+        code, output = _run_child([*PYTEST, *_pytest_args(lab, results, ["--collect-only"])], 120)
         for event in _read_events(results):
             if event["event"] == "collected":
                 return tuple(event["checks"])
@@ -171,7 +175,7 @@ def run_checks(
             answers.write_text(source.to_json(), encoding="utf-8")
             deselect = [f"--deselect={nodeid}::{name}" for name in results]
             extra = ["--submission", str(answers), *deselect]
-            code, output = _run_checks_child(_pytest_command(lab, stream, extra), remaining)
+            code, output = _run_checks_child(_pytest_args(lab, stream, extra), remaining)
             events = _read_events(stream)
         running, finished = None, False
         for event in events:

@@ -113,7 +113,7 @@ def fixed_costs(repeat: int = 5) -> tuple[float, float, float]:
     warm fork server, with pytest's collection); the same as a fresh ``python -m pytest``."""
     from autograder.forkserver import ForkServer
     from autograder.notebook import load_answers
-    from autograder.runner import _child_env, _pytest_command, _run_child
+    from autograder.runner import PYTEST, _child_env, _pytest_args, _run_child
     from autograder.sandbox import Sandbox
 
     lab = find_lab("01_preprocessing")
@@ -122,8 +122,8 @@ def fixed_costs(repeat: int = 5) -> tuple[float, float, float]:
         nb = Path(tmp) / f"{lab.name}.ipynb"
         nbformat.write(solved_notebook(lab), nb)
         source = load_answers(nb, lab)
-        cmd = _pytest_command(lab, Path(tmp) / "c.jsonl", ["--collect-only"])
-        server.run(cmd[3:], tmp, str(Path(tmp) / "log"), 120)  # warm: imports done
+        args = _pytest_args(lab, Path(tmp) / "c.jsonl", ["--collect-only"])
+        server.run(args, tmp, str(Path(tmp) / "log"), 120)  # warm: imports done
         starts, forked, fresh = [], [], []
         for _ in range(repeat):
             sandbox = Sandbox(source)
@@ -132,10 +132,10 @@ def fixed_costs(repeat: int = 5) -> tuple[float, float, float]:
             starts.append(time.perf_counter() - t)
             sandbox.close()
             t = time.perf_counter()
-            server.run(cmd[3:], tmp, str(Path(tmp) / "log"), 120)
+            server.run(args, tmp, str(Path(tmp) / "log"), 120)
             forked.append(time.perf_counter() - t)
             t = time.perf_counter()
-            _run_child(cmd, 120)
+            _run_child([*PYTEST, *args], 120)
             fresh.append(time.perf_counter() - t)
     server.close()
     return statistics.median(starts), statistics.median(forked), statistics.median(fresh)
