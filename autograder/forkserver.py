@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+from autograder.sandbox_child import die_with_parent
+
 PRELOAD = ("numpy", "torch", "pytest", "autograder.plugin", "labkit.checks")
 
 
@@ -109,9 +111,7 @@ def _child(request: dict) -> None:
     """In the forked copy: a new session, the request's directory and log, then pytest."""
     os.setsid()
     try:  # die with the server, which dies when the grader closes its stdin
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        die_with_parent()
     except (OSError, AttributeError):
         pass
     os.chdir(request["cwd"])

@@ -60,6 +60,11 @@ def _c():
     return _libc
 
 
+def die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: this process gets SIGKILL when the process that started it ends."""
+    _c().prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 LANDLOCK_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read file, read dir
 LANDLOCK_WRITE = ((1 << 1) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
                   | (1 << 12))  # write, remove, make dir/file/socket/fifo/symlink
@@ -235,7 +240,7 @@ def confine(config: dict) -> list[str]:
             _drop_capabilities()
             enforced.append("runs as root with every capability dropped (the Python "
                             "installation is not readable by nobody)")
-    _c().prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the grader
+    die_with_parent()  # the grader
     proc_self = os.path.realpath("/proc/self")
     reads = [p for p in config["read_paths"] if os.path.exists(p)]
     reads += [proc_self, "/proc/cpuinfo", "/proc/meminfo", "/dev/urandom", "/dev/random",
