@@ -8,7 +8,12 @@ own session (so the runner can kill it and anything it started), and exits.
 
 The server only imports trusted code and never runs a check itself, so every
 submission starts from the same clean state. It never runs student code:
-that happens in the sandbox each copy starts (``autograder.sandbox``).
+that happens in a sandbox (``autograder.sandbox``). The server keeps one
+spare sandbox spawned ahead of need (a fresh process that has already
+imported numpy, torch and labkit), hands it to the next copy, spawns the
+next spare while that copy grades, and kills and reaps the used one when the
+copy is done: a sandbox is never reused, and its start-up overlaps the
+previous submission's checks.
 
 Protocol on the server's stdin/stdout, one JSON object per line:
 ``{"args": [...], "cwd": DIR, "log": FILE}`` -> ``{"pid": N}`` then ``{"exit": CODE}``.
@@ -25,7 +30,7 @@ import sys
 import threading
 import time
 
-from autograder.sandbox_child import die_with_parent
+from autograder.sandbox.confine import die_with_parent
 
 PRELOAD = ("numpy", "torch", "pytest", "autograder.plugin", "labkit.checks")
 
@@ -33,9 +38,10 @@ PRELOAD = ("numpy", "torch", "pytest", "autograder.plugin", "labkit.checks")
 class ForkServer:
     """The grader's handle on one server process (one submission at a time)."""
 
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, limits_json: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "autograder.forkserver"], env=env, stdin=subprocess.PIPE,
+            [sys.executable, "-m", "autograder.forkserver", limits_json], env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
 
@@ -81,8 +87,8 @@ class ForkServer:
 class ServerPool:
     """Fork servers shared by the grading threads, one per thread at a time."""
 
-    def __init__(self, env: dict):
-        self.env, self.idle, self.lock = env, [], threading.Lock()
+    def __init__(self, env: dict, limits_json: str):
+        self.env, self.limits_json, self.idle, self.lock = env, limits_json, [], threading.Lock()
 
     def acquire(self) -> ForkServer:
         with self.lock:
@@ -90,7 +96,7 @@ class ServerPool:
                 server = self.idle.pop()
                 if server.alive:
                     return server
-        return ForkServer(self.env)
+        return ForkServer(self.env, self.limits_json)
 
     def release(self, server: ForkServer) -> None:
         with self.lock:
@@ -107,8 +113,9 @@ class ServerPool:
 # --- the server process --------------------------------------------------------------------
 
 
-def _child(request: dict) -> None:
-    """In the forked copy: a new session, the request's directory and log, then pytest."""
+def _child(request: dict, spare) -> None:
+    """In the forked copy: a new session, the request's directory and log, the spare
+    sandbox, then pytest."""
     os.setsid()
     try:  # die with the server, which dies when the grader closes its stdin
         die_with_parent()
@@ -122,6 +129,10 @@ def _child(request: dict) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if spare is not None:
+        from autograder.sandbox.host import offer_warm_sandbox
+
+        offer_warm_sandbox(spare)
     import pytest
 
     code = 1
@@ -133,10 +144,25 @@ def _child(request: dict) -> None:
         os._exit(code)
 
 
-def serve() -> None:
+def _spare(limits):
+    """A fresh sandbox, spawned now; None where it cannot start (each copy then spawns)."""
+    from autograder.sandbox.host import Sandbox
+
+    try:
+        sandbox = Sandbox(limits, label="spare")
+        sandbox.spawn()
+        return sandbox
+    except OSError:
+        return None
+
+
+def serve(limits_json: str) -> None:
     import importlib
 
     from autograder.labs import all_labs
+    from autograder.sandbox.limits import Limits
+
+    limits = Limits.from_json(limits_json)
 
     for name in PRELOAD:
         importlib.import_module(name)
@@ -145,17 +171,23 @@ def serve() -> None:
         importlib.import_module(f"solutions.{lab.topic}")
 
     out = sys.stdout.buffer
+    spare = _spare(limits)
     for line in sys.stdin.buffer:
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _child(request)
+            _child(request, spare)
         out.write((json.dumps({"pid": pid}) + "\n").encode())
         out.flush()
+        used, spare = spare, _spare(limits)  # the next one starts while this copy grades
         _, status = os.waitpid(pid, 0)
+        if used is not None:
+            used.close()  # kill and reap it, whatever the copy did with it
         out.write((json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n").encode())
         out.flush()
+    if spare is not None:
+        spare.close()
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1])

@@ -20,18 +20,17 @@ import importlib
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from autograder.execute import AnswerSource, SubmissionError, build_namespace
-from autograder.rpc import PeerGone, RemoteError, student_frames
-from autograder.sandbox import Limits, Sandbox
+from autograder.sandbox.limits import Limits
+from autograder.sandbox.protocol import PeerGone, RemoteError, student_frames
+from autograder.sandbox.wire import GraderObjectRefused
 from autograder.student import InProcessStudent, MissingAnswer
-
-DEFAULT_CHECK_TIMEOUT = 10.0
-LOAD_TIMEOUT = 60.0
 
 
 class CheckTimeout(BaseException):
@@ -46,6 +45,8 @@ def pytest_addoption(parser):
     group.addoption("--transport", default="sandbox", choices=("sandbox", "inprocess"),
                     help="run the submission in a confined child process (default) or, for "
                          "trusted code only, in this one")
+    group.addoption("--limits", default=None,
+                    help="the grader's Limits as JSON (autograder.sandbox.limits)")
 
 
 def pytest_configure(config):
@@ -71,9 +72,15 @@ def check_points(item) -> float:
     return float(marker.args[0]) if marker else 1.0
 
 
+def limits_of(config) -> Limits:
+    """The Limits the grader passed (``--limits``), or the defaults."""
+    text = config.getoption("limits", None)
+    return Limits.from_json(text) if text else Limits()
+
+
 def check_timeout(item) -> float:
     marker = item.get_closest_marker("timeout")
-    return float(marker.args[0]) if marker else DEFAULT_CHECK_TIMEOUT
+    return float(marker.args[0]) if marker else limits_of(item.config).check_seconds
 
 
 def check_description(item) -> str:
@@ -103,30 +110,57 @@ def time_limit(seconds: float, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
-def failure_message(excinfo) -> str:
-    """What a student reads when a check fails: what went wrong, never the check's code."""
+# What a check's result says happened (the report's statuses; the runner adds "not_run").
+PASSED, FAILED, TIMEOUT, CRASHED = "passed", "failed", "timeout", "crashed"
+MISSING_ANSWER, GRADER_ERROR = "missing_answer", "grader_error"
+
+
+def failure_message(excinfo, limits: Limits | None = None) -> tuple[str, str]:
+    """What a student reads when a check fails, never the check's code; and its status."""
     exc = excinfo.value
+    limits = limits or Limits()
     # Frames come with an exception raised in the student's process, else from this one.
     frames = getattr(exc, "student_frames", None)
     if frames is None:
         frames = student_frames(excinfo.tb)
     if isinstance(exc, PeerGone):
         return (f"your code ended its process during this check ({_last_exit()}): "
-                f"sys.exit or os._exit, a crash, or too much memory?")
+                f"sys.exit or os._exit, a crash, too much memory, or an answer the grader "
+                f"could not read ({exc})."), CRASHED
+    if isinstance(exc, GraderObjectRefused) or isinstance(exc, _grader_errors()):
+        return (f"the grader failed on this check ({type(exc).__name__}: {exc}); this is the "
+                f"grader's fault, not yours: tell your TA."), GRADER_ERROR
     if isinstance(exc, MemoryError):
         return "\n".join([f"your code ran out of memory (the grader allows "
-                          f"{Limits().memory_bytes / 2**30:g} GiB): MemoryError {exc}", *frames])
+                           f"{limits.memory_bytes / 2**30:g} GiB): MemoryError {exc}",
+                           *frames]), FAILED
     if isinstance(exc, NotImplementedError):
         where = frames[-1].split(" (")[0].strip().removeprefix("in ") if frames else "your code"
-        return f"not written yet: `{where}` raises NotImplementedError."
-    if isinstance(exc, (AssertionError, CheckTimeout, MissingAnswer)):
+        return f"not written yet: `{where}` raises NotImplementedError.", FAILED
+    if isinstance(exc, CheckTimeout):
+        return str(exc), TIMEOUT
+    if isinstance(exc, MissingAnswer):
+        return str(exc), MISSING_ANSWER
+    if isinstance(exc, pytest.fail.Exception):  # the submission could not be loaded
+        return str(exc), FAILED
+    if isinstance(exc, AssertionError):
         message = str(exc) or "the check failed."
     else:
         prefix = "your code raised" if frames else "error while checking your answer:"
         name = getattr(exc, "remote_type", None) or type(exc).__name__
         text = str(exc) if not isinstance(exc, RemoteError) else str(exc).removeprefix(f"{name}: ")
         message = f"{prefix} {name}: {text}"
-    return "\n".join([message, *frames])
+    return "\n".join([message, *frames]), FAILED
+
+
+def _grader_errors() -> tuple[type, ...]:
+    from autograder.sandbox.host import SandboxError
+
+    return (SandboxError, GraderFault)
+
+
+class GraderFault(RuntimeError):
+    """The submission could not be graded for a reason that is not the student's."""
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -155,19 +189,24 @@ def student(request, _loaded_students):
     if topic not in _loaded_students:
         _loaded_students[topic] = _load_student(path, topic, request.config)
         loaded = _loaded_students[topic]
-        if not isinstance(loaded, Exception):
+        if not isinstance(loaded, BaseException):
             _write_result(request.config, {"event": "problems", "problems": loaded._problems})
+            sandbox = getattr(loaded, "_sandbox", None)
+            if sandbox is not None:
+                _write_result(request.config, {"event": "sandbox",
+                                               "layer": sandbox.describe_layer(),
+                                               "enforced": sandbox.enforced})
     loaded = _loaded_students[topic]
-    if isinstance(loaded, Exception):
-        pytest.fail(str(loaded), pytrace=False)
+    if isinstance(loaded, BaseException):
+        raise loaded
     sandbox = getattr(loaded, "_sandbox", None)
     if sandbox is not None and not sandbox.alive:
         # An earlier check hung or killed the process: a fresh one for this check.
         try:
-            loaded = _loaded_students[topic] = sandbox.start()
+            loaded = _loaded_students[topic] = sandbox.restart()
         except SubmissionError as e:
-            _loaded_students[topic] = RuntimeError(str(e))
-            pytest.fail(str(e), pytrace=False)
+            _loaded_students[topic] = _as_failure(e)
+            raise _loaded_students[topic] from None
     yield loaded
     if sandbox is not None and not sandbox.alive:
         sandbox.close()  # stop a process stuck in a loop now, not at the next check
@@ -180,8 +219,25 @@ def _last_exit() -> str:
     return _SANDBOXES[-1].exit_description() if _SANDBOXES else "unknown"
 
 
+def _as_failure(error: SubmissionError) -> BaseException:
+    """What each check raises when the submission could not be loaded."""
+    from autograder.sandbox.host import SandboxError
+
+    if isinstance(error, SandboxError):
+        return GraderFault(str(error))
+    return pytest.fail.Exception(str(error), pytrace=False)
+
+
+def _new_sandbox(config, label):
+    from autograder.sandbox.host import Sandbox
+
+    sandbox = Sandbox(limits_of(config), label=label)
+    _SANDBOXES.append(sandbox)
+    return sandbox
+
+
 def _load_student(path, topic, config):
-    """Load a submission into a student, or return the error to report.
+    """Load a submission into a student, or return the exception each check raises.
 
     ``path`` is a notebook, or the JSON ``AnswerSource`` that the runner writes
     (so that the child process needs neither nbformat nor the notebook).
@@ -189,9 +245,6 @@ def _load_student(path, topic, config):
     from autograder.labs import lab_for_topic
 
     try:
-        sandbox = _SANDBOXES[0] if _SANDBOXES else None  # spawned at session start
-        if sandbox is not None and sandbox.source.lab.topic == topic:
-            return sandbox.start()
         if str(path).endswith(".json"):
             source = AnswerSource.from_json(Path(path).read_text(encoding="utf-8"))
         else:
@@ -199,13 +252,14 @@ def _load_student(path, topic, config):
 
             source = load_answers(path, lab_for_topic(topic))
         if config.getoption("transport") == "sandbox":
-            sandbox = Sandbox(source, label=Path(path).stem)
-            _SANDBOXES.append(sandbox)
-            return sandbox.start()
-        with time_limit(LOAD_TIMEOUT, "running your answer cells"):
+            warm = _SANDBOXES[0] if _SANDBOXES else None  # spawned at session start
+            sandbox = warm or _new_sandbox(config, Path(path).stem)
+            return sandbox.start(source)
+        with time_limit(limits_of(config).load_seconds, "running your answer cells"):
             namespace, problems = build_namespace(source)
     except (SubmissionError, CheckTimeout) as e:
-        return RuntimeError(str(e))
+        return _as_failure(e) if isinstance(e, SubmissionError) else pytest.fail.Exception(
+            str(e), pytrace=False)
     return InProcessStudent(namespace, label=Path(path).stem, problems=problems)
 
 
@@ -255,9 +309,13 @@ def pytest_collection_finish(session):
     _write_result(session.config, {"event": "collected", "checks": checks})
 
 
+_STARTED: dict = {}
+
+
 def pytest_runtest_logstart(nodeid, location):
     # A "start" line tells the parent which check was running if the process dies.
     config = _CONFIG.get("config")
+    _STARTED[nodeid] = time.monotonic()
     if config is not None:
         _write_result(config, {"event": "start", "check": nodeid.split("::")[-1]})
 
@@ -268,16 +326,18 @@ _CONFIG: dict = {}
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
     _CONFIG["config"] = session.config
-    # Start the student's process now: it imports numpy and torch while we import the checks.
+    # Start the student's process now: it imports numpy and torch while we import the
+    # checks. The fork server may have started one already, ahead of this submission.
     path = session.config.getoption("submission", None)
-    if path and str(path).endswith(".json") and session.config.getoption("transport") == "sandbox":
-        try:
-            source = AnswerSource.from_json(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError):
-            return  # reported when the first check loads the submission
-        sandbox = Sandbox(source, label=Path(path).stem)
-        sandbox.spawn()
-        _SANDBOXES.append(sandbox)
+    if path and session.config.getoption("transport") == "sandbox":
+        from autograder.sandbox.host import take_warm_sandbox
+
+        sandbox = take_warm_sandbox(limits_of(session.config), Path(path).stem)
+        if sandbox is None:
+            sandbox = _new_sandbox(session.config, Path(path).stem)
+            sandbox.spawn()
+        else:
+            _SANDBOXES.append(sandbox)
 
 
 def pytest_sessionfinish(session):
@@ -293,11 +353,13 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" or (report.when == "setup" and not report.passed):
         points = check_points(item)
         if report.passed:
-            message, earned = "", points
+            message, earned, status = "", points, PASSED
         elif report.skipped:
-            message, earned = "skipped", 0.0
+            message, earned, status = "skipped", 0.0, GRADER_ERROR
         else:
-            message, earned = failure_message(call.excinfo), 0.0
+            message, status = failure_message(call.excinfo, limits_of(item.config))
+            earned = 0.0
+        seconds = time.monotonic() - _STARTED.get(item.nodeid, time.monotonic())
         _write_result(
             item.config,
             {
@@ -306,6 +368,8 @@ def pytest_runtest_makereport(item, call):
                 "points": points,
                 "earned": earned,
                 "passed": report.passed,
+                "status": status,
+                "seconds": round(seconds, 4),
                 "message": message,
             },
         )

@@ -21,6 +21,7 @@ This process never imports or runs the student's code.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -37,16 +39,18 @@ from autograder.forkserver import ServerPool
 from autograder.labs import REPO, Lab
 from autograder.notebook import lab_from_path, load_answers
 from autograder.report import CheckResult, SubmissionReport
+from autograder.sandbox.limits import Limits
 
-DEFAULT_TIME_LIMIT = 300.0  # seconds for a whole submission
+DEFAULT_TIME_LIMIT = Limits().submission_seconds  # the CLI's --time-limit default
 PYTEST = (sys.executable, "-m", "pytest")  # a fresh checks process, without the fork server
 
 
-def _pytest_args(lab: Lab, results: Path, extra: list[str]) -> list[str]:
+def _pytest_args(lab: Lab, results: Path, extra: list[str], limits: Limits) -> list[str]:
     """The arguments of pytest that run ``lab``'s checks with the grader's plugin."""
     return [
         str(lab.checks_file),
         "--results", str(results),
+        "--limits", limits.to_json(),
         "--rootdir", str(REPO),
         "-p", "autograder.plugin",
         "-p", "no:cacheprovider",
@@ -85,26 +89,25 @@ def _run_child(cmd: list[str], timeout: float) -> tuple[int | None, str]:
     return code, output.decode("utf-8", "replace")[-4000:]
 
 
-_POOL: ServerPool | None = None
+_POOLS: dict[Limits, ServerPool] = {}
 _POOL_LOCK = threading.Lock()
 
 
-def _pool() -> ServerPool:
-    global _POOL
+def _pool(limits: Limits) -> ServerPool:
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ServerPool(_child_env())
-            atexit.register(_POOL.close)
-        return _POOL
+        if limits not in _POOLS:
+            _POOLS[limits] = ServerPool(_child_env(), limits.to_json())
+            atexit.register(_POOLS[limits].close)
+        return _POOLS[limits]
 
 
-def _run_checks_child(args: list[str], timeout: float) -> tuple[int | None, str]:
+def _run_checks_child(args: list[str], timeout: float, limits: Limits) -> tuple[int | None, str]:
     """Like ``_run_child`` of ``python -m pytest args``, in a copy of a pre-forked checks
     process (imports done once)."""
     cmd = [*PYTEST, *args]
     if os.environ.get("AUTOGRADER_FORKSERVER", "1") == "0":
         return _run_child(cmd, timeout)
-    pool = _pool()
+    pool = _pool(limits)
     server = pool.acquire()
     with tempfile.TemporaryDirectory(prefix="grade-") as cwd:
         log = os.path.join(cwd, ".pytest.log")
@@ -140,30 +143,39 @@ def collect_checks(lab: Lab) -> tuple[dict, ...]:
     """The checks of a lab (name, points, description), without running them."""
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "collect.jsonl"
-        code, output = _run_child([*PYTEST, *_pytest_args(lab, results, ["--collect-only"])], 120)
+        args = _pytest_args(lab, results, ["--collect-only"], Limits())
+        code, output = _run_child([*PYTEST, *args], 120)
         for event in _read_events(results):
             if event["event"] == "collected":
                 return tuple(event["checks"])
     raise RuntimeError(f"could not collect the checks of {lab.name}:\n{output}")
 
 
-def run_checks(
-    source: AnswerSource, time_limit: float = DEFAULT_TIME_LIMIT
-) -> tuple[list[CheckResult], list[str]]:
-    """Run every check of a lab on a submission's code.
+@dataclass
+class ChecksRun:
+    """What running a lab's checks on one submission gave."""
 
-    Returns (one result per check, the problems met while loading the answer cells).
-    """
+    results: list[CheckResult]
+    problems: list[str]  # met while loading the answer cells
+    sandbox: str = ""  # the layer that graded it (bubblewrap, or the fallback and why)
+    enforced: list[str] = field(default_factory=list)
+
+
+def run_checks(source: AnswerSource, limits: Limits) -> ChecksRun:
+    """Run every check of a lab on a submission's code, within ``limits``."""
     lab = source.lab
+    time_limit = limits.submission_seconds
     checks = {c["check"]: c for c in collect_checks(lab)}
     results: dict[str, CheckResult] = {}
     problems: list[str] = []
+    layer, enforced = "", []
     deadline = time.monotonic() + time_limit
     nodeid = lab.checks_file.relative_to(REPO).as_posix()
 
-    def fail(name: str, message: str) -> None:
+    def fail(name: str, message: str, status: str) -> None:
         c = checks[name]
-        results[name] = CheckResult(name, c["points"], 0.0, message, c["description"])
+        results[name] = CheckResult(name, c["points"], 0.0, message, c["description"],
+                                    status=status, seconds=0.0)
 
     while len(results) < len(checks):
         remaining = deadline - time.monotonic()
@@ -175,7 +187,8 @@ def run_checks(
             answers.write_text(source.to_json(), encoding="utf-8")
             deselect = [f"--deselect={nodeid}::{name}" for name in results]
             extra = ["--submission", str(answers), *deselect]
-            code, output = _run_checks_child(_pytest_args(lab, stream, extra), remaining)
+            code, output = _run_checks_child(_pytest_args(lab, stream, extra, limits), remaining,
+                                             limits)
             events = _read_events(stream)
         running, finished = None, False
         for event in events:
@@ -183,13 +196,18 @@ def run_checks(
                 running = event["check"]
             elif event["event"] == "result" and event["check"] in checks:
                 c = checks[event["check"]]
+                # The points are the collected ones, never the stream's; earned is bounded.
+                earned = min(max(float(event.get("earned", 0.0)), 0.0), float(c["points"]))
                 results[event["check"]] = CheckResult(
-                    event["check"], c["points"], event["earned"], event["message"],
-                    c["description"],
+                    event["check"], c["points"], earned, str(event.get("message", "")),
+                    c["description"], status=str(event.get("status", "failed")),
+                    seconds=float(event.get("seconds", 0.0)),
                 )  # fmt: skip
                 running = None
             elif event["event"] == "problems":
                 problems += [p for p in event["problems"] if p not in problems]
+            elif event["event"] == "sandbox":
+                layer, enforced = str(event["layer"]), [str(e) for e in event["enforced"]]
             elif event["event"] == "finished":
                 finished = True
         if finished:
@@ -197,22 +215,24 @@ def run_checks(
         if code is None:  # the whole submission ran out of time
             if running in checks:
                 fail(running, f"stopped: the submission's time limit of {time_limit:g} s "
-                              f"ran out during this check.")
+                              f"ran out during this check.", "timeout")
             break
         if running in checks:
-            fail(running, f"your code ended the grading process (exit code {code}) "
-                          f"during this check: os._exit, a crash, or too much memory?")
+            fail(running, f"the checks' process ended (exit code {code}) during this check; "
+                          f"this is the grader's fault, not yours: tell your TA.",
+                 "grader_error")
         elif not events:
             raise RuntimeError(f"the checks of {lab.name} did not start:\n{output}")
     for name in checks:
         if name not in results:
-            fail(name, "not run: the submission's time limit ran out before this check.")
-    return [results[name] for name in checks], problems
+            fail(name, "not run: the submission's time limit ran out before this check.",
+                 "not_run")
+    return ChecksRun([results[name] for name in checks], problems, layer, enforced)
 
 
 def grade_notebook(
-    path, lab: Lab | None = None, student: str | None = None,
-    time_limit: float = DEFAULT_TIME_LIMIT,
+    path, lab: Lab | None = None, student: str | None = None, limits: Limits | None = None,
+    time_limit: float | None = None,
 ) -> SubmissionReport:  # fmt: skip
     """Grade one notebook and return its report (never raises for a bad submission).
 
@@ -220,7 +240,9 @@ def grade_notebook(
     - path: the notebook.
     - lab: the lab it is for; by default told from its name or cells.
     - student: the student's name in the report; by default the file's stem.
-    - time_limit: seconds for all its checks together.
+    - limits: what the submission may use (``Limits``; its submission_seconds bounds all
+      its checks together).
+    - time_limit: a shorthand for ``limits`` with only submission_seconds changed.
     """
     path = Path(path)
     student = student or path.stem
@@ -236,6 +258,10 @@ def grade_notebook(
                 for c in collect_checks(lab)
             ]
         return report
-    checks, problems = run_checks(source, time_limit)
-    problems = source.problems + [p for p in problems if p not in source.problems]
-    return SubmissionReport(student, lab.name, str(path), checks, problems=problems)
+    limits = limits or Limits()
+    if time_limit is not None:
+        limits = dataclasses.replace(limits, submission_seconds=float(time_limit))
+    run = run_checks(source, limits)
+    problems = source.problems + [p for p in run.problems if p not in source.problems]
+    return SubmissionReport(student, lab.name, str(path), run.results, problems=problems,
+                            sandbox=run.sandbox, enforced=run.enforced)

@@ -2,7 +2,7 @@
 
 Checks write ``student.mean_image(x)`` or ``student.Preprocessor("standardize")``
 and never touch the student's namespace directly, so that the transport can
-change (in-process here; a sandboxed child process later) without changing
+change (in-process here; sandboxed in ``autograder.sandbox.host``) without changing
 a single check.
 """
 
@@ -42,6 +42,12 @@ class InProcessStudent:
                 f"your code does not define `{name}`: its answer cell is missing, "
                 f"renamed, or stopped with an error before defining it{hint}."
             ) from None
+
+    def _build_module(self, spec, state_dict=None, train=None):
+        """A fresh module from ``spec`` (``autograder.sandbox.modules.lend``)."""
+        from autograder.sandbox.modules import build_lent_module
+
+        return build_lent_module(spec, state_dict, train)
 
     def __repr__(self):
         return f"<student {self._label}>"
