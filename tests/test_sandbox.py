@@ -1,7 +1,9 @@
-"""The sandbox transport: plain data across, handles for the rest, hostile code contained.
+"""Real sandboxes: the walls bubblewrap and the student's own confinement put up, the
+fallback, and whole batches of hostile submissions.
 
-The RPC tests run both ends in this process (a thread serves the "student"
-side) so that they are fast; the corpus and batch tests start real sandboxes.
+Each probe is an answer cell that defines ``probe()``; the test calls it
+through the sandbox and reads what it could do. Where an attack succeeded,
+the probe says so in its answer (never by failing silently).
 """
 
 from __future__ import annotations
@@ -10,212 +12,252 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from autograder.rpc import Endpoint, PeerGone, RemoteError
-from autograder.wire import Decoder, Encoder, WireError, recv_message, send_message
+from autograder.execute import AnswerSource
+from autograder.labs import find_lab
+from autograder.sandbox.confine import SANDBOX_UID
+from autograder.sandbox.host import BUBBLEWRAP, FALLBACK, Sandbox
+from autograder.sandbox.limits import Limits
+from autograder.sandbox.modules import build_module, lend, module_spec
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "adversarial"
+LAB = find_lab("03_dropout_ensembles")  # a lab whose setup cell imports torch
 
 
-class Counter:
-    """A student-side object that is not plain data."""
-
-    def __init__(self, start):
-        self.value = start
-        self._secret = "hidden"
-
-    def add(self, n):
-        self.value += n
-        return self
-
-    def __len__(self):
-        return 3
-
-
-class CustomError(Exception):
-    pass
+def sandbox_pids() -> list[int]:
+    """Processes of the sandbox's uid, or of bubblewrap, anywhere on this machine."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+        if uid == SANDBOX_UID or b"autograder.sandbox.child" in cmdline:
+            pids.append(int(entry))
+    return pids
 
 
-def student_side_namespace():
-    def update_stats(stats, x):
-        stats["running_mean"] *= 0.5  # in place, as batch norm's running statistics
-        stats["count"] = stats.get("count", 0) + 1
-        stats["new"] = np.zeros(2)
-        return None
-
-    def replace_array(stats):
-        stats["running_mean"] = stats["running_mean"] * 2  # a new array, not in place
-
-    def fail(kind):
-        if kind == "value":
-            raise ValueError("bad value")
-        raise CustomError("custom")
-
-    def square_sum(t):
-        return (t**2).sum()
-
-    def call_model(model, x):
-        model.eval()
-        with torch.no_grad():
-            return model(x)
-
-    def read_private(model):
-        return model._parameters
-
-    return {"Counter": Counter, "update_stats": update_stats, "replace_array": replace_array,
-            "fail": fail, "square_sum": square_sum, "call_model": call_model,
-            "read_private": read_private, "echo": lambda v: v}
+def leftover_folders() -> set[str]:
+    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("sandbox-")}
 
 
-@pytest.fixture
-def remote():
-    """A grader-side endpoint talking to a student-side endpoint served by a thread."""
-    ours, theirs = socket.socketpair()
-    names = student_side_namespace()
-    server = Endpoint(theirs, ops={"name": lambda n: (n in names, names.get(n))})
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    client = Endpoint(ours, public_only=True)
+def open_sandbox(code: str, limits: Limits | None = None, layer: str | None = None, **kwargs):
+    """A started sandbox running ``code`` as Lab 03's only answer cell, after its setup."""
+    import nbformat
 
-    class Student:
-        def __getattr__(self, name):
-            found, value = client.request("name", name)
-            assert found, name
-            return value
+    from autograder.notebook import setup_cells
 
-    yield Student()
-    ours.close()
-    thread.join(timeout=5)
+    setup = setup_cells(nbformat.read(LAB.notebook, 4))
+    source = AnswerSource(LAB, setup, [("probe", code)])
+    sandbox = Sandbox(limits or Limits(), layer=layer, **kwargs)
+    return sandbox, sandbox.start(source)
 
 
-def test_plain_data_round_trip(remote):
-    values = [
-        None, True, 3, -(2**70), 1.5, float("nan"), float("-inf"), 2 + 3j, "é", b"\x00\xff",
-        (1, [2, (3,)]), {1: "int key", (2, 3): "tuple key", "s": {4, 5}}, frozenset({1}),
-        np.arange(6, dtype=np.int16).reshape(2, 3), np.float32(2.5), np.zeros((0, 3)),
-        np.array([True, False]), np.dtype("float64"), np.float64, slice(1, None, 2), ...,
-        torch.arange(4.0).reshape(2, 2), torch.tensor(3, dtype=torch.int64), torch.float16,
-        torch.Size([2, 3]), torch.device("cpu"), torch.zeros(0, dtype=torch.bfloat16),
-    ]
-    back = remote.echo(values)
-    assert len(back) == len(values)
-    for got, sent in zip(back, values, strict=True):
-        assert type(got) is type(sent), (got, sent)
-        if isinstance(sent, (np.ndarray, np.generic)):
-            assert got.dtype == sent.dtype and got.shape == sent.shape
-            np.testing.assert_array_equal(got, sent)
-        elif isinstance(sent, torch.Tensor):
-            assert got.dtype == sent.dtype and torch.equal(got, sent)
-        elif isinstance(sent, float) and sent != sent:
-            assert got != got
-        else:
-            assert got == sent
+def probe(code: str, **kwargs):
+    sandbox, student = open_sandbox(code, **kwargs)
+    try:
+        return student.probe(), sandbox
+    finally:
+        sandbox.close()
 
 
-def test_objects_stay_in_the_student_process_as_handles(remote):
-    c = remote.Counter(5)
-    assert type(c).__name__ == "Proxy"
-    assert c.add(2) is c  # the same remote object comes back as the same handle
-    assert c.value == 7
-    c.value = 10
-    assert c.value == 10 and len(c) == 3
-    assert remote.echo(c) is c  # a handle sent back is the student's own object again
+def test_bubblewrap_is_the_layer_here():
+    """make test installs bubblewrap, so the tests grade through it, never the fallback."""
+    from autograder.sandbox import bwrap
+
+    assert bwrap.usable() == (True, ""), bwrap.usable()
 
 
-def test_in_place_updates_come_back_with_identity(remote):
-    mean = np.ones(3)
-    stats = {"running_mean": mean}
-    remote.update_stats(stats, np.zeros(3))
-    assert stats["running_mean"] is mean  # updated in place, so the same array
-    np.testing.assert_array_equal(mean, 0.5 * np.ones(3))
-    assert stats["count"] == 1 and stats["new"].shape == (2,)
-    remote.replace_array(stats)
-    assert stats["running_mean"] is not mean  # replaced: a check can tell
-    np.testing.assert_array_equal(mean, 0.5 * np.ones(3))
+ATTEMPTS = r"""
+import ctypes, mmap, os, signal, socket, subprocess
+
+def attempt(action):
+    try:
+        action()
+        return "done"
+    except BaseException as e:
+        return type(e).__name__ + (f" {e.errno}" if isinstance(e, OSError) else "")
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def raw(result):
+    if result < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return result
+
+def fill_disk():
+    written = 0
+    try:
+        for i in range(40):
+            with open(f"/tmp/fill{i}", "wb") as f:
+                for _ in range(16):
+                    f.write(b"x" * 2**20)
+                    written += 2**20
+    finally:
+        global disk_written
+        disk_written = written
+
+def probe():
+    out = {
+        "read /etc/shadow": attempt(lambda: open("/etc/shadow").read()),
+        "read the reference": attempt(lambda: open(SOLUTIONS).read()),
+        "list the checks": attempt(lambda: os.listdir(CHECKS)),
+        "os.fork": attempt(os.fork),
+        "raw fork": attempt(lambda: raw(libc.fork())),
+        "setsid daemon": attempt(lambda: os.fork() or os.setsid()),
+        "subprocess": attempt(lambda: subprocess.run(["/bin/true"])),
+        "socket": attempt(lambda: socket.socket(socket.AF_UNIX)),
+        "raw unix socket": attempt(lambda: raw(libc.socket(1, 1, 0))),
+        "new user namespace": attempt(lambda: raw(libc.unshare(0x10000000))),
+        "mount": attempt(lambda: raw(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))),
+        "3 GiB shared memory": attempt(lambda: mmap.mmap(-1, 3 * 2**30, mmap.MAP_SHARED)),
+        "memfd": attempt(lambda: os.memfd_create("x")),
+        "write /dev/shm": attempt(lambda: open("/dev/shm/x", "w").write("x")),
+        "write the repository": attempt(lambda: open(README, "a").write("x")),
+        "kill pid 1": attempt(lambda: os.kill(1, signal.SIGKILL)),
+        "fill the disk": attempt(fill_disk),
+    }
+    out["disk written MiB"] = disk_written // 2**20
+    out["uid"] = os.getuid()
+    out["pids visible"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    out["capabilities"] = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0]
+    return out
+""".replace("SOLUTIONS", repr(str(REPO / "solutions" / "preprocessing.py"))).replace(
+    "CHECKS", repr(str(REPO / "autograder" / "checks"))).replace(
+    "README", repr(str(REPO / "README.md")))
 
 
-def test_exceptions_keep_builtin_types_only(remote):
-    with pytest.raises(ValueError, match="bad value"):
-        remote.fail("value")
-    with pytest.raises(RemoteError, match="CustomError: custom"):
-        remote.fail("custom")
+def test_the_walls_hold():
+    """What a hostile student's code tries from inside the bubblewrap sandbox, as root or not."""
+    before = leftover_folders()
+    readme = (REPO / "README.md").read_bytes()
+    limits = replace(Limits(), disk_bytes=64 * 2**20, file_bytes=16 * 2**20)
+    out, sandbox = probe(ATTEMPTS, limits=limits)
+    assert sandbox.layer == BUBBLEWRAP
+    refused = {k: v for k, v in out.items() if isinstance(v, str) and v.startswith("done")}
+    assert refused == {}, f"allowed: {refused}"
+    assert out["read /etc/shadow"] == "FileNotFoundError 2"  # /etc is not in its world
+    assert out["read the reference"] == "FileNotFoundError 2"
+    assert out["os.fork"] == out["raw fork"] == "PermissionError 1"  # EPERM: seccomp
+    assert out["raw unix socket"] == out["new user namespace"] == "PermissionError 1"
+    assert out["fill the disk"] == "OSError 28"  # ENOSPC: the tmpfs is full
+    assert out["disk written MiB"] <= 64
+    assert out["uid"] != 0 and out["capabilities"].split()[1] == "0" * 16
+    assert len(out["pids visible"]) <= 3  # bubblewrap's init, the student's process
+    assert (REPO / "README.md").read_bytes() == readme
+    assert sandbox_pids() == [] and leftover_folders() == before
 
 
-def test_autograd_runs_through_the_student_process(remote):
-    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
-    out = remote.square_sum(x)
-    assert out.requires_grad
-    out.backward()
-    torch.testing.assert_close(x.grad, 2 * x.detach())  # gradient computed remotely
+def test_a_top_level_loop_that_ignores_alarms_is_killed_from_outside():
+    code = ("import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})\n"
+            "while True:\n    pass\n")
+    start = time.monotonic()
+    sandbox, student = open_sandbox(code, limits=replace(Limits(), cell_seconds=2.0))
+    try:
+        assert any("took longer than 2 s" in p for p in sandbox.problems), sandbox.problems
+        assert time.monotonic() - start < 90  # the start-up, the setup cell, then 2 s
+    finally:
+        sandbox.close()
+    assert sandbox_pids() == []
 
 
-class Recorder(torch.nn.Module):
-    """A grader-side model that records the grad mode of each forward pass."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(2, 1)
-        self.grad_modes = []
-
-    def forward(self, x):
-        self.grad_modes.append(torch.is_grad_enabled())
-        return self.linear(x)
-
-
-def test_grader_objects_lent_to_student_code_are_public_only(remote):
-    model = Recorder().train()
-    x = torch.ones(4, 2)
-    out = remote.call_model(model, x)  # runs here, called from the student's side
-    assert model.training is False  # the student's model.eval() changed our model
-    assert model.grad_modes == [False]  # the student's torch.no_grad() reached us
-    torch.testing.assert_close(out, model(x).detach())
-    with pytest.raises(AttributeError, match="not available to your code"):
-        remote.read_private(model)
-
-
-def test_garbage_messages_are_refused():
-    with pytest.raises(WireError, match="unknown tag"):
-        Decoder([], None, None).decode({"t": "pickle", "v": "cos\nsystem\n"})
-    with pytest.raises(WireError, match="refused an array"):
-        Decoder([b"x" * 8], None, None).decode({"t": "nd", "dtype": "|O", "shape": [1], "buf": 0})
-    a, b = socket.socketpair()
-    a.sendall(b"\x00\x00\x00\x00\xff\xff\xff\xff")  # a header of 4 GiB
-    with pytest.raises(WireError, match="too large"):
-        recv_message(b)
-    send_message(a, {"kind": "reply"}, [])
-    a.close()
-    assert recv_message(b)[0] == {"kind": "reply"}
-    with pytest.raises(WireError, match="gone"):
-        recv_message(b)
+def test_random_state_goes_one_way():
+    code = ("import numpy as np, torch\n"
+            "def draw():\n    return torch.rand(3)\n"
+            "def steer():\n    torch.manual_seed(0)\n    np.random.seed(0)\n")
+    sandbox, student = open_sandbox(code)
+    try:
+        torch.manual_seed(123)
+        a = student.draw()
+        torch.manual_seed(123)
+        b = student.draw()
+        torch.testing.assert_close(a, b)  # the grader's seed reaches the student's draws
+        assert not torch.equal(b, student.draw())  # without a new seed, its state goes on
+        student.steer()
+        after = torch.rand(5), np.random.random(5)
+        torch.manual_seed(0)
+        np.random.seed(0)
+        steered = torch.rand(5), np.random.random(5)
+        # Had the student's state come back, the grader would draw what follows seed 0.
+        assert not torch.equal(after[0], steered[0]) and not np.array_equal(after[1], steered[1])
+    finally:
+        sandbox.close()
 
 
-def test_a_student_that_hangs_up_breaks_the_endpoint():
-    ours, theirs = socket.socketpair()
-    theirs.close()
-    client = Endpoint(ours)
-    with pytest.raises(PeerGone):
-        client.request("name", "anything")
-    assert client.broken
-    with pytest.raises(PeerGone, match="earlier failure"):
-        client.request("name", "anything")
+def test_a_lent_module_is_the_students_own_copy():
+    code = ("import torch\n"
+            "def tamper(model):\n"
+            "    with torch.no_grad():\n"
+            "        for p in model.parameters():\n"
+            "            p.zero_()\n"
+            "    return model(torch.ones(1, 3))\n")
+    spec = module_spec("torch.nn.Linear", 3, 2)
+    torch.manual_seed(0)
+    ours = build_module(spec)
+    state = {k: v.clone() for k, v in ours.state_dict().items()}
+    sandbox, student = open_sandbox(code)
+    try:
+        theirs = lend(student, spec, ours.state_dict())
+        torch.testing.assert_close(theirs.state_dict()["weight"], state["weight"])
+        out = student.tamper(theirs)
+        torch.testing.assert_close(out, torch.zeros(1, 2))
+        for key, value in ours.state_dict().items():  # the check's copy is untouched
+            torch.testing.assert_close(value, state[key])
+        with pytest.raises(ValueError, match="not a module that can be built"):
+            lend(student, module_spec("os.system", "true"))
+    finally:
+        sandbox.close()
 
 
-def test_encoder_owns_what_is_not_plain():
-    owned = []
-    enc = Encoder(lambda obj: owned.append(obj) or len(owned), lambda obj: None)
-    tree = enc.encode([object(), lambda: 1])
-    assert [t["t"] for t in tree] == ["handle", "handle"] and len(owned) == 2
+@pytest.mark.parametrize("landlock", [True, False])
+def test_fallback_fences_files_and_says_so(tmp_path, landlock):
+    """Where bubblewrap cannot run: Landlock, or the audit hook alone (a kernel without
+    Landlock); the student can neither read the reference nor change a file outside its
+    folder, and the layer says it is the weaker one."""
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("keep me")
+    code = f'''
+import os
+
+def probe():
+    results = {{}}
+    for name, act in [
+        ("read reference", lambda: open({str(REPO / "solutions" / "preprocessing.py")!r}).read()),
+        ("delete decoy", lambda: os.remove({str(decoy)!r})),
+        ("overwrite decoy", lambda: open({str(decoy)!r}, "w").write("gone")),
+        ("rename decoy", lambda: os.rename({str(decoy)!r}, {str(decoy)!r} + ".x")),
+        ("write own folder", lambda: open("mine.txt", "w").write("ok")),
+    ]:
+        try:
+            act()
+            results[name] = "done"
+        except OSError as e:
+            results[name] = type(e).__name__
+    return results
+'''
+    results, sandbox = probe(code, layer=FALLBACK, landlock=landlock)
+    assert results == {"read reference": "PermissionError", "delete decoy": "PermissionError",
+                       "overwrite decoy": "PermissionError", "rename decoy": "PermissionError",
+                       "write own folder": "done"}, results
+    assert decoy.read_text() == "keep me"
+    assert ("Landlock" in " ".join(sandbox.enforced)) is landlock
+    assert sandbox.describe_layer().startswith("fallback: WEAKER SANDBOX")
 
 
 # --- real sandboxes ------------------------------------------------------------------------
@@ -307,44 +349,3 @@ def test_checks_pass_the_reference_on_both_transports(transport):
     assert " passed" in result.stdout and "failed" not in result.stdout
 
 
-@pytest.mark.parametrize("landlock", [True, False])
-def test_student_cannot_touch_files_outside_its_folder(tmp_path, landlock):
-    """With Landlock, and with the audit hook alone (a kernel without Landlock): the
-    student's process can neither read the reference nor change a file outside its folder."""
-    from autograder.execute import AnswerSource
-    from autograder.labs import find_lab
-    from autograder.sandbox import Limits, Sandbox
-
-    decoy = tmp_path / "decoy.txt"
-    decoy.write_text("keep me")
-    code = f'''
-import os
-
-def attempts():
-    results = {{}}
-    for name, act in [
-        ("read reference", lambda: open({str(REPO / "solutions" / "preprocessing.py")!r}).read()),
-        ("delete decoy", lambda: os.remove({str(decoy)!r})),
-        ("overwrite decoy", lambda: open({str(decoy)!r}, "w").write("gone")),
-        ("rename decoy", lambda: os.rename({str(decoy)!r}, {str(decoy)!r} + ".x")),
-        ("write own folder", lambda: open("mine.txt", "w").write("ok")),
-    ]:
-        try:
-            act()
-            results[name] = "done"
-        except OSError as e:
-            results[name] = type(e).__name__
-    return results
-'''
-    source = AnswerSource(find_lab("01_preprocessing"), [], [("probe", code)])
-    sandbox = Sandbox(source, Limits(landlock=landlock))
-    try:
-        results = sandbox.start().attempts()
-        enforced = " ".join(sandbox.enforced)
-    finally:
-        sandbox.close()
-    assert results == {"read reference": "PermissionError", "delete decoy": "PermissionError",
-                       "overwrite decoy": "PermissionError", "rename decoy": "PermissionError",
-                       "write own folder": "done"}, results
-    assert decoy.read_text() == "keep me"
-    assert ("Landlock" in enforced) is landlock

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from autograder.sandbox.modules import build_module, lend, module_spec
 from labkit.checks import (
     CheckFailure,
     assert_close,
@@ -351,11 +352,14 @@ def test_majority_vote_random(student, rng):
 
 @pytest.mark.points(2)
 def test_average_probabilities_by_hand(student):
-    """Two models, probabilities (1/2, 1/2) and (3/4, 1/4): the average is (5/8, 3/8)."""
-    logits = np.array([[[0.0, 0.0]], [[np.log(3.0), 0.0]]])
+    """Two models, two examples, three classes, worked out by hand."""
+    logits = np.array([[[1.0, 1.0, 1.0], [np.log(3.0), 0.0, 0.0]],
+                       [[np.log(2.0), 0.0, np.log(5.0)], [0.0, 0.0, 0.0]]])
+    # Example 0: (1/3, 1/3, 1/3) and (2, 1, 5) / 8, average (7/24, 11/48, 23/48).
+    # Example 1: (3, 1, 1) / 5 and (1/3, 1/3, 1/3), average (7/15, 4/15, 4/15).
     probs = student.average_probabilities(logits)
     assert_close("average_probabilities(logits) (average the softmax of each model, not the "
-                 "logits)", probs, np.array([[0.625, 0.375]]))
+                 "logits)", probs, np.array([[7 / 24, 11 / 48, 23 / 48], [7 / 15, 4 / 15, 4 / 15]]))
 
 
 @pytest.mark.points(2)
@@ -381,35 +385,44 @@ def test_average_probabilities_single_model_and_large_logits(student, rng):
 
 
 # --- ensemble_predict ----------------------------------------------------------------------
+# The models handed to ensemble_predict are built inside the student's process from a spec
+# and a state_dict (autograder.sandbox.modules.lend); the check computes the expected answer
+# on its own copies, which the student's code never reaches.
 
 
-def table_model(table):
-    """A torch model whose logits on x = eye(N) are the rows of ``table`` (N, K)."""
-    table = torch.tensor(table, dtype=torch.float32)
-    model = torch.nn.Linear(table.shape[0], table.shape[1], bias=False)
-    with torch.no_grad():
-        model.weight.copy_(table.T)
-    return model
+def linear_spec(n_in, n_out, bias=False):
+    return module_spec("torch.nn.Linear", n_in, n_out, bias=bias)
+
+
+def table_state(table):
+    """The state of a bias-free Linear whose logits on x = eye(N) are the rows of ``table``."""
+    return {"weight": torch.tensor(table, dtype=torch.float32).T.contiguous()}
+
+
+def lend_table_model(student, table):
+    table = np.asarray(table, dtype=np.float32)
+    return lend(student, linear_spec(*table.shape), table_state(table))
 
 
 @pytest.mark.points(3)
 def test_ensemble_predict_by_hand(student):
     """Hand-built models: a single model, a tie between two models, and vote vs average."""
     eye3, eye2 = np.eye(3, dtype=np.float32), np.eye(2, dtype=np.float32)
-    single = [table_model([[1, 2, 0], [3, 0, 0], [0, 0, -1]])]
+    single = [lend_table_model(student, [[1, 2, 0], [3, 0, 0], [0, 0, -1]])]
     for method in ("vote", "average"):
         assert_close(f"ensemble_predict(one model, x, {method!r}) (the model's own argmax)",
                      student.ensemble_predict(single, eye3, method), np.array([1, 0, 0]),
                      check_dtype=True)
     # Two models that disagree: the vote is a tie (smallest label); the average follows
     # the confident model.
-    pair = [table_model([[0, 0, 6], [4, 0, 0]]), table_model([[0, 1, 0], [0, 0, 0.5]])]
+    pair = [lend_table_model(student, [[0, 0, 6], [4, 0, 0]]),
+            lend_table_model(student, [[0, 1, 0], [0, 0, 0.5]])]
     assert_close('ensemble_predict(two models, x, "vote") (ties go to the smallest label)',
                  student.ensemble_predict(pair, eye2, "vote"), np.array([1, 0]))
     assert_close('ensemble_predict(two models, x, "average")',
                  student.ensemble_predict(pair, eye2, "average"), np.array([2, 0]))
     # Three models: two weak votes for 0 beat one confident 2; the average picks 2.
-    trio = [table_model([[0, 0, 9]]), table_model([[1, 0, 0]]), table_model([[1, 0, 0]])]
+    trio = [lend_table_model(student, t) for t in ([[0, 0, 9]], [[1, 0, 0]], [[1, 0, 0]])]
     x = np.eye(1, dtype=np.float32)
     assert_close('ensemble_predict(three models, x, "vote")',
                  student.ensemble_predict(trio, x, "vote"), np.array([0]))
@@ -417,12 +430,16 @@ def test_ensemble_predict_by_hand(student):
                  student.ensemble_predict(trio, x, "average"), np.array([2]))
 
 
+STOCHASTIC_SPEC = module_spec(
+    "torch.nn.Sequential", module_spec("torch.nn.Linear", 6, 32),
+    module_spec("torch.nn.BatchNorm1d", 32), module_spec("torch.nn.ReLU"),
+    module_spec("torch.nn.Dropout", p=0.5), module_spec("torch.nn.Linear", 32, 5))
+
+
 def stochastic_model(seed):
     """A small model with batch norm and dropout, with running statistics != batch ones."""
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(6, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
-        torch.nn.Dropout(p=0.5), torch.nn.Linear(32, 5))
+    model = build_module(STOCHASTIC_SPEC)
     model.train()
     with torch.no_grad():
         for _ in range(3):
@@ -435,6 +452,7 @@ def stochastic_model(seed):
 def test_ensemble_predict_uses_eval_mode(student, seed, method):
     """Models handed over in train mode: predictions as in eval mode, models left in eval mode."""
     models = [stochastic_model(seed + i) for i in range(3)]
+    theirs = [lend(student, STOCHASTIC_SPEC, m.state_dict(), train=True) for m in models]
     x = torch.randn(80, 6)
     with torch.no_grad():
         for m in models:
@@ -445,50 +463,39 @@ def test_ensemble_predict_uses_eval_mode(student, seed, method):
                              for col in logits.argmax(axis=2).T])
     else:
         expected = torch.softmax(torch.from_numpy(logits), dim=2).mean(dim=0).argmax(dim=1).numpy()
-    stats = [m[1].running_mean.clone() for m in models]
-    for m in models:
-        m.train()
-    labels = student.ensemble_predict(models, x, method)
+    labels = student.ensemble_predict(theirs, x, method)
     assert_close(f"ensemble_predict(models, x, {method!r}) on models with dropout and batch "
                  f"norm, handed over in train mode (call model.eval() on each model)",
                  labels, expected)
-    for i, m in enumerate(models):
-        if any(module.training for module in m.modules()):
+    for i, (m, t) in enumerate(zip(models, theirs, strict=True)):
+        if any(module.training for module in t.modules()):
             raise CheckFailure(f"model {i} is in train mode after ensemble_predict: leave the "
                                f"models in eval mode (model.eval()).")
-        if not torch.equal(m[1].running_mean, stats[i]):
+        if not torch.equal(t.state_dict()["1.running_mean"], m[1].running_mean):
             raise CheckFailure(f"ensemble_predict changed the batch norm running statistics of "
                                f"model {i}: it ran it in train mode.")
 
 
-class Probe(torch.nn.Module):
-    """Wraps a model and records, per forward pass, the batch size and whether grad was on."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-        self.calls = []
-
-    def forward(self, x):
-        self.calls.append((x.shape[0], torch.is_grad_enabled()))
-        return self.inner(x)
+PROBED_SPEC = module_spec("CallRecorder", module_spec(
+    "torch.nn.Sequential", module_spec("torch.nn.Flatten"), module_spec("torch.nn.Linear", 12, 4)))
 
 
 @pytest.mark.points(2)
 def test_ensemble_predict_no_grad_and_batches(student, reference, seed):
     """ensemble_predict runs under torch.no_grad(), in batches of at most batch_size."""
     torch.manual_seed(seed)
-    models = [Probe(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4)))
-              for _ in range(2)]
+    models = [build_module(PROBED_SPEC) for _ in range(2)]
+    theirs = [lend(student, PROBED_SPEC, m.state_dict()) for m in models]
     x = torch.randn(7, 3, 2, 2)
-    labels = student.ensemble_predict(models, x, "average", batch_size=3)
-    for i, m in enumerate(models):
-        if not m.calls:
+    labels = student.ensemble_predict(theirs, x, "average", batch_size=3)
+    for i, t in enumerate(theirs):
+        calls = [tuple(c) for c in t.calls]
+        if not calls:
             raise CheckFailure(f"ensemble_predict never called model {i}.")
-        if any(grad for _, grad in m.calls):
+        if any(grad for _, grad in calls):
             raise CheckFailure("ensemble_predict ran a model with gradients on: wrap the forward "
                                "passes in `with torch.no_grad():`.")
-        sizes = [n for n, _ in m.calls]
+        sizes = [n for n, _ in calls]
         if sum(sizes) != 7 or max(sizes) > 3:
             raise CheckFailure(f"ensemble_predict(models, x of 7 examples, batch_size=3) fed "
                                f"model {i} batches of sizes {sizes}; expected at most 3 each, "
@@ -496,13 +503,13 @@ def test_ensemble_predict_no_grad_and_batches(student, reference, seed):
     expected = reference.ensemble_predict([m.inner for m in models], x, "average")
     assert_close("ensemble_predict(models, x, 'average', batch_size=3)", labels, expected,
                  check_dtype=True)
-    numpy_x = student.ensemble_predict(models, x.numpy(), "average", batch_size=3)
+    numpy_x = student.ensemble_predict(theirs, x.numpy(), "average", batch_size=3)
     assert_close("ensemble_predict with x given as a numpy array", numpy_x, expected)
 
 
 @pytest.mark.points(1)
 def test_ensemble_predict_unknown_method(student):
     """An unknown method raises ValueError."""
-    models = [table_model([[1.0, 0.0]])]
+    models = [lend_table_model(student, [[1.0, 0.0]])]
     assert_raises('ensemble_predict(models, x, "median")', ValueError, student.ensemble_predict,
                   models, np.eye(1, dtype=np.float32), "median")

@@ -66,7 +66,6 @@ def _system_binds() -> list[str]:
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
-    args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     return args
 
 
@@ -86,21 +85,22 @@ def command(argv: list[str], env: dict, limits, data_dir: str | None) -> list[st
         args += ["--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID),
                  "--gid", str(SANDBOX_GID)]
     args += _system_binds()
+    wanted = [*_python_paths(), *(str(REPO / rel) for rel in GRADER_FILES), str(REPO / "labs")]
+    if data_dir:
+        wanted.append(str(Path(data_dir).resolve()))
     bound: list[str] = []
-
-    def ro(path: str) -> None:
+    for path in wanted:
         if os.path.exists(path) and not any(path == b or path.startswith(b + os.sep)
                                             for b in bound):
             bound.append(path)
-            args.extend(["--ro-bind", path, path])
-
-    for path in _python_paths():
-        ro(path)
-    for rel in GRADER_FILES:
-        ro(str(REPO / rel))
-    ro(str(REPO / "labs"))
-    if data_dir:
-        ro(str(Path(data_dir).resolve()))
+    # The folders above the binds, made searchable: bubblewrap would make them 0700, which
+    # the unprivileged uid cannot cross once the process has left root.
+    above = sorted({str(parent) for path in bound for parent in Path(path).parents
+                    if str(parent) != "/" and not str(parent).startswith("/usr")} - set(bound))
+    for folder in above:
+        args += ["--perms", "0755", "--dir", folder]
+    for path in bound:
+        args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(int(limits.disk_bytes)), "--tmpfs", SANDBOX_TMP,
              "--chdir", SANDBOX_TMP, "--clearenv"]

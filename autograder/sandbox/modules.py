@@ -75,6 +75,8 @@ def build_lent_module(spec: dict, state_dict=None, train: bool | None = None):
 def lend(student, spec: dict, state_dict=None, train: bool | None = None):
     """A module built from ``spec`` (and ``state_dict``) on the student's side: a handle
     of it under the sandbox, a fresh module of its own in-process."""
+    if state_dict is not None:  # an OrderedDict is not plain data: send a dict of tensors
+        state_dict = {str(k): v for k, v in state_dict.items()}
     return student._build_module(spec, state_dict, train)
 
 

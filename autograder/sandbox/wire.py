@@ -117,7 +117,7 @@ class Encoder:
                     "buf": self._buf(data.tobytes())}
         if isinstance(value, np.generic) and value.dtype.kind in _NUMPY_KINDS:
             return {"t": "npscalar", "dtype": value.dtype.str, "buf": self._buf(value.tobytes())}
-        if type(value) is np.dtype and value.kind in _NUMPY_KINDS:
+        if isinstance(value, np.dtype) and value.kind in _NUMPY_KINDS:
             return {"t": "npdtype", "v": value.str}
         if isinstance(value, type) and issubclass(value, np.generic) and \
                 np.dtype(value).str in _NUMPY_TYPES:
