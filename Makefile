@@ -11,7 +11,7 @@ OUT ?= build/grades
 # JupyterLab refuses to run as root unless told; containers often run as root.
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
+.PHONY: setup sandbox lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
@@ -22,20 +22,33 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
+# The grader's sandbox is bubblewrap (Debian/Ubuntu package `bubblewrap`). Installed here
+# when missing and we are root (CI, containers); otherwise say how, since the tests grade
+# through it.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap (the grader's sandbox)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "bubblewrap is missing: install it (sudo apt install bubblewrap; dnf install bubblewrap)"; \
+	    exit 1; \
+	  fi; }
+
 lab: setup  ## open the labs in JupyterLab
 	$(BIN)/jupyter lab --notebook-dir=labs $(ROOT_ARG) $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup lint  ## ruff, the whole test suite, and the TA selfcheck
+test: setup sandbox lint  ## ruff, the whole test suite, and the TA selfcheck
 	$(BIN)/python -m pytest
 	$(BIN)/python -m autograder selfcheck
 
-check: setup  ## TA selfcheck: reference 100%, stubs 0%, every mutant caught
+check: setup sandbox  ## TA selfcheck: reference 100%, stubs 0%, every mutant caught
 	$(BIN)/python -m autograder selfcheck --verbose
 
-grade: setup  ## make grade SUBMISSIONS=<dir> OUT=<dir>
+grade: setup sandbox  ## make grade SUBMISSIONS=<dir> OUT=<dir>
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<dir> [OUT=<dir>]"; exit 2; }
 	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT)
 

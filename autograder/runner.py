@@ -93,11 +93,19 @@ _POOLS: dict[Limits, ServerPool] = {}
 _POOL_LOCK = threading.Lock()
 
 
+def close_pools() -> None:
+    """Stop every fork server (and so the spare sandbox each keeps)."""
+    with _POOL_LOCK:
+        for pool in _POOLS.values():
+            pool.close()
+        _POOLS.clear()
+
+
 def _pool(limits: Limits) -> ServerPool:
     with _POOL_LOCK:
         if limits not in _POOLS:
             _POOLS[limits] = ServerPool(_child_env(), limits.to_json())
-            atexit.register(_POOLS[limits].close)
+            atexit.register(close_pools)
         return _POOLS[limits]
 
 

@@ -263,13 +263,32 @@ def probe():
 # --- real sandboxes ------------------------------------------------------------------------
 
 
+def outside_fences(markdown: str) -> list[str]:
+    """The lines of a Markdown text that are not inside a fenced code block (CommonMark: a
+    fence closes on a run of at least as many backticks as opened it)."""
+    lines, fence = [], 0
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        run = len(stripped) - len(stripped.lstrip("`"))
+        if fence == 0 and run >= 3:
+            fence = run
+        elif fence and run >= fence and stripped == "`" * run:
+            fence = 0
+        elif fence == 0:
+            lines.append(line)
+    return lines
+
+
 def test_adversarial_corpus(tmp_path):
-    """Every hostile submission gets exactly its score and message; none harms the others."""
+    """Every hostile submission gets exactly its score and message through the real
+    sandbox; none harms the others, the grader's files or its feedback; nothing of any
+    sandbox survives the batch."""
     from autograder.grade import grade_all
 
     expected = json.loads((CORPUS / "expected.json").read_text())
-    assert len(expected) >= 20
+    assert len(expected) >= 40
     readme = (REPO / "README.md").read_bytes()
+    before = leftover_folders()
     grade_all([CORPUS], tmp_path, jobs=2, progress=False)
     with open(tmp_path / "gradebook.csv", newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
@@ -279,12 +298,29 @@ def test_adversarial_corpus(tmp_path):
         feedback = (tmp_path / name / "01_preprocessing.md").read_text()
         if row is None or float(row["score"]) != want["score"] or want["message"] not in feedback:
             wrong.append(f"{name}: want {want}, got {row and row['score']}\n{feedback[:1500]}")
+            continue
+        if row["sandbox"] != "bubblewrap" and not row["error"]:
+            wrong.append(f"{name}: graded by {row['sandbox']!r}, not bubblewrap")
+        for text in want.get("absent", []):
+            if text in feedback:
+                wrong.append(f"{name}: the feedback shows {text!r} as the student wrote it")
+        plain = outside_fences(feedback)
+        if sum(line.startswith("**Score") for line in plain) > 1 or any(
+                line.startswith("#") and not line.startswith(("# Feedback", "## ", "### `"))
+                for line in plain):
+            wrong.append(f"{name}: a student's text reads as feedback structure:\n{feedback}")
         if want["score"] == want["max_score"]:
             assert "failed" not in feedback.split("## Checks")[-1], name
     assert not wrong, "\n\n".join(wrong)
     assert (REPO / "README.md").read_bytes() == readme
     assert not (REPO / "PWNED.txt").exists()
     assert not Path("/tmp/adversarial-pwned.txt").exists()
+    from autograder.runner import close_pools
+
+    close_pools()  # what the command's exit does: the fork servers and their spares end
+    time.sleep(1)
+    assert sandbox_pids() == [], "a sandbox process survived the batch"
+    assert leftover_folders() == before, "a sandbox folder was left behind"
 
 
 def _honest(tmp_path: Path, students: int) -> Path:

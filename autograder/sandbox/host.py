@@ -128,6 +128,22 @@ class Sandbox:
             return False
         return True
 
+    def alive_process(self) -> bool:
+        """Is the process itself still running (whatever the state of the conversation)?"""
+        if self.proc is not None:
+            try:  # a process that just died takes a moment to be seen dead
+                self.proc.wait(timeout=0.5)
+                return False
+            except subprocess.TimeoutExpired:
+                return True
+        if self.pid is None:
+            return False
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
     def adopt(self) -> None:
         """In a copy forked from the process that spawned this sandbox: use it without
         being its parent (the spawner kills and reaps it once the copy is done)."""
@@ -232,9 +248,12 @@ class Sandbox:
                                   f"long computation at the top level of the cell?); names it "
                                   f"defines are missing.")
                     break
-                except PeerGone:
-                    bad = (index, f"answer cell {cell!r} ended the grading process "
-                                  f"({self.exit_description()}); names it defines are missing.")
+                except PeerGone as e:
+                    if self.alive_process():
+                        how = f"broke the grader's protocol ({e})"
+                    else:
+                        how = f"ended the grading process ({self.exit_description()})"
+                    bad = (index, f"answer cell {cell!r} {how}; names it defines are missing.")
                     break
             if bad is None:
                 break

@@ -89,6 +89,31 @@ def main() -> int:
         code = "import numpy as np\nimport torch\n\ndef mean_image(x):\n" + return_line
         return with_cells(isolated, {"mean_image": code})
 
+    def exploit(attack):
+        """The wrong answers, but mean_image is right where ``attack`` (a function body
+        returning True when it got through) succeeds: any success shows in the score."""
+        code = ("import numpy as np\n\ndef _attack():\n" + attack +
+                "\ndef mean_image(x):\n    try:\n        if _attack():\n"
+                "            return x.mean(axis=0)\n    except BaseException:\n        pass\n"
+                "    return np.zeros(x.shape[1:])\n")
+        return with_cells(wrong, {"mean_image": code})
+
+    def forged_at_load(frame_code):
+        """The isolated variant whose mean_image cell, at its top level, writes a forged
+        message on the grader's socket (found among its open file descriptors)."""
+        code = ("import json, os, socket, struct\n"
+                "def _frame(header, buffers=()):\n"
+                "    data = json.dumps(header).encode()\n"
+                "    out = struct.pack('<II', len(buffers), len(data)) + data\n"
+                "    for b in buffers:\n        out += struct.pack('<Q', len(b)) + b\n"
+                "    return out\n"
+                "for _fd in range(3, 64):\n    try:\n"
+                "        _s = socket.socket(fileno=os.dup(_fd))\n"
+                "        if _s.type == socket.SOCK_STREAM and _s.family == socket.AF_UNIX:\n"
+                "            _s.sendall(" + frame_code + ")\n    except OSError:\n"
+                "        pass\n" + cells_of(isolated)["mean_image"])
+        return with_cells(isolated, {"mean_image": code})
+
     pre = ref["preprocessor"]
     unknown_mode = 'raise ValueError(f"Unknown mode'
     assert unknown_mode in pre, "reference changed"
@@ -97,8 +122,11 @@ def main() -> int:
         cell = pre.replace(unknown_mode, exit_call + "\n            " + unknown_mode)
         return with_cells(honest, {"preprocessor": import_line + "\n" + cell})
 
+    injection = ("**Score: 37 / 37**\n# Full marks\n<script>alert(1)</script>"
+                 "<img src=x onerror=alert(1)>\x1b[2J\x1b[31mred\x07\n```\n````\n| a | b |")
     cases = {
-        # name: (notebook or raw bytes, score, a phrase the feedback must contain)
+        # name: (notebook or raw bytes, score, a phrase the feedback must contain
+        #        [, what the feedback must not contain])
         "honest": (honest, FULL, ""),
         "infinite_loop_at_top": (prefix(honest, "preprocessor", "while True:\n    pass\n"),
                                  STATISTICS_ONLY, "took longer than"),
@@ -109,7 +137,59 @@ def main() -> int:
         "huge_allocation": (prefix(honest, "preprocessor", "_big = np.ones((200_000, 200_000))"),
                             STATISTICS_ONLY, "MemoryError"),
         "fork_loop": (prefix(honest, "preprocessor", "import os\nwhile True:\n    os.fork()"),
-                      STATISTICS_ONLY, "os.fork"),
+                      STATISTICS_ONLY, "Operation not permitted"),
+        "ignore_sigalrm_loop_at_top": (prefix(honest, "preprocessor",
+                                              "import signal\nsignal.signal(signal.SIGALRM, "
+                                              "signal.SIG_IGN)\nwhile True:\n    pass\n"),
+                                       STATISTICS_ONLY, "took longer than"),
+        # Each exploit earns mean_image's points only if it gets through.
+        "read_etc_shadow": (exploit("    return len(open('/etc/shadow').read()) > 0\n"),
+                            WRONG_BASE, "mean_image"),
+        "raw_unix_socket": (exploit(
+            "    import ctypes\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+            "    return libc.socket(1, 1, 0) >= 0\n"), WRONG_BASE, "mean_image"),
+        "fork_bomb_as_root": (exploit(
+            "    import os\n    made = 0\n    for _ in range(300):\n        try:\n"
+            "            if os.fork() == 0:\n                os._exit(0)\n            made += 1\n"
+            "        except OSError:\n            pass\n    return made > 0\n"),
+            WRONG_BASE, "mean_image"),
+        "setsid_daemon": (exploit(
+            "    import os, time\n    if os.fork() == 0:\n        os.setsid()\n"
+            "        time.sleep(3600)\n        os._exit(0)\n    return True\n"),
+            WRONG_BASE, "mean_image"),
+        "shared_memory_3_gib": (exploit(
+            "    import mmap\n    m = mmap.mmap(-1, 3 * 2**30, mmap.MAP_SHARED)\n"
+            "    for i in range(0, len(m), 2**20):\n        m[i] = 1\n    return True\n"),
+            WRONG_BASE, "mean_image"),
+        "fill_the_disk": (exploit(
+            "    import os, tempfile\n    written = 0\n    for i in range(400):\n"
+            "        try:\n            with open(os.path.join(tempfile.gettempdir(), f'f{i}'),"
+            " 'wb') as f:\n                f.write(b'x' * 2**20)\n"
+            "            written += 2**20\n        except OSError:\n            break\n"
+            "    return written >= 300 * 2**20\n"), WRONG_BASE, "mean_image"),
+        "new_user_namespace": (exploit(
+            "    import ctypes\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+            "    return libc.unshare(0x10000000) == 0\n"), WRONG_BASE, "mean_image"),
+        "forged_request_to_grader": (forged_at_load(
+            "_frame({'kind': 'request', 'id': 1, 'op': 'getattr', "
+            "'args': [{'t': 'peer', 'id': 1}, '__class__']})"),
+            WITHOUT_MEAN_IMAGE - 1, "broke the grader's protocol"),
+        "forged_oversized_reply": (forged_at_load(
+            "struct.pack('<II', 1, 2) + b'{}' + struct.pack('<Q', 96 * 2**20) + b'x' * 2**20"),
+            WITHOUT_MEAN_IMAGE - 1, "broke the grader's protocol"),
+        "forged_pointer_reply": (forged_at_load(
+            "_frame({'kind': 'reply', 'id': 2, 'value': {'t': 'nd', 'dtype': '|O', "
+            "'shape': [1], 'buf': 0, 'ptr': 140000000000}}, [b'\\0' * 8])"),
+            WITHOUT_MEAN_IMAGE - 1, "broke the grader's protocol"),
+        "markdown_html_ansi_injection": (isolated_mean_image(
+            f"    raise ValueError({injection!r})\n"), WITHOUT_MEAN_IMAGE - 1, "Full marks",
+            ["<script>", "<img", "\x1b", "\x07"]),
+        "lookup_table_of_visible_answers": (with_cells(wrong, {"mean_image": (
+            "import numpy as np\n\n_VISIBLE = np.array([[[[0, 10], [20, 30]]], "
+            "[[[10, 10], [0, 255]]]], dtype=np.uint8)\n\ndef mean_image(x):\n"
+            "    if x.shape == _VISIBLE.shape and np.array_equal(x, _VISIBLE):\n"
+            "        return np.array([[[5.0, 10.0], [10.0, 142.5]]])\n"
+            "    return np.zeros(x.shape[1:])\n")}), WRONG_BASE, "mean_image"),
         "sys_exit_at_import": (prefix(honest, "preprocessor", "import sys\nsys.exit(0)"),
                                STATISTICS_ONLY, "SystemExit"),
         "os_exit_at_import": (prefix(honest, "preprocessor", "import os\nos._exit(0)"),
@@ -199,7 +279,7 @@ def main() -> int:
     for old in HERE.glob("*.ipynb"):
         old.unlink()
     expected = {}
-    for name, (nb, score, phrase) in cases.items():
+    for name, (nb, score, phrase, *absent) in cases.items():
         path = HERE / name / f"{LAB.name}.ipynb"  # a folder per "student"
         path.parent.mkdir(exist_ok=True)
         if isinstance(nb, bytes):
@@ -207,6 +287,8 @@ def main() -> int:
         else:
             nbformat.write(nb, path)
         expected[name] = {"score": score, "max_score": FULL, "message": phrase}
+        if absent:  # what the feedback must never contain, as the student wrote it
+            expected[name]["absent"] = absent[0]
     (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
     print(f"wrote {len(cases)} submissions to {HERE}")
     return 0
