@@ -103,15 +103,16 @@ def test_conv_output_size_matches_torch(student, rng):
 @pytest.mark.points(1)
 @pytest.mark.parametrize("impl", ["naive", "fast"])
 def test_conv2d_forward_by_hand(student, impl):
-    """A 1x1x3x3 input and a 2x2 kernel, worked out by hand (cross-correlation: no flip)."""
-    x = np.arange(9.0).reshape(1, 1, 3, 3)
-    w = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
-    # out[i, j] = x[i, j] + 2 x[i, j+1] + 3 x[i+1, j] + 4 x[i+1, j+1], plus the bias 1
-    expected = np.array([[[[28.0, 38.0], [58.0, 68.0]]]])
-    out, _ = getattr(student, f"conv2d_forward_{impl}")(x, w, np.array([1.0]), {})
-    assert_close(f"conv2d_forward_{impl} on the hand-worked 3x3 example (a flipped kernel "
-                 f"would give [[24, 34], [54, 64]]: torch's convolution does not flip)",
-                 out, expected)
+    """A 1x1x3x4 input and a 2x2 kernel, worked out by hand (cross-correlation: no flip)."""
+    x = np.array([[[[1.0, 0.0, 2.0, 1.0], [0.0, 3.0, 1.0, 0.0], [2.0, 1.0, 0.0, 4.0]]]])
+    w = np.array([[[[2.0, -1.0], [0.0, 1.0]]]])
+    # out[i, j] = 2 x[i, j] - x[i, j+1] + 0 x[i+1, j] + x[i+1, j+1], plus the bias 0.5:
+    # row 0: 2-0+3, 0-2+1, 4-1+0 = 5, -1, 3; row 1: 0-3+1, 6-1+0, 2-0+4 = -2, 5, 6.
+    expected = np.array([[[[5.5, -0.5, 3.5], [-1.5, 5.5, 6.5]]]])
+    out, _ = getattr(student, f"conv2d_forward_{impl}")(x, w, np.array([0.5]), {})
+    assert_close(f"conv2d_forward_{impl} on the hand-worked 3x4 example (a flipped kernel "
+                 f"would give [[7.5, -0.5, 1.5], [0.5, 2.5, 9.5]]: torch's convolution does "
+                 f"not flip)", out, expected)
 
 
 @pytest.mark.points(2)
@@ -200,11 +201,12 @@ def check_rank1(name, column, row, expected_outer, shape):
 
 @pytest.mark.points(2)
 def test_separable_approximation_exact_kernels(student):
-    """Sobel and Gaussian kernels are separable: outer(column, row) gives them back."""
-    sobel = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+    """Scharr and Gaussian kernels are separable: outer(column, row) gives them back."""
+    # Scharr's kernel: the outer product of (3, 10, 3) and (1, 0, -1).
+    scharr = np.array([[3.0, 0.0, -3.0], [10.0, 0.0, -10.0], [3.0, 0.0, -3.0]])
     g = np.exp(-0.5 * (np.arange(-2, 3) / 1.2) ** 2)
     gauss = np.outer(g, g[1:4]) / 7  # a non-square separable kernel, 5x3
-    for name, k in (("the Sobel kernel", sobel), ("a 5x3 Gaussian kernel", gauss)):
+    for name, k in (("the Scharr kernel", scharr), ("a 5x3 Gaussian kernel", gauss)):
         column, row = student.separable_approximation(k)
         check_rank1(f"separable_approximation({name})", column, row, k, k.shape)
 
@@ -226,13 +228,15 @@ def test_separable_approximation_random_kernel(student, reference, rng):
 
 @pytest.mark.points(2)
 def test_separability_error(student, reference, rng):
-    """separability_error: 0 for separable kernels, 1/sqrt(2) for the identity, and the reference's
+    """separability_error: 0 for separable kernels, 3/5 for [[0, 3], [4, 0]], and the reference's
     value for random kernels."""
-    sobel = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
-    assert_close("separability_error(Sobel)", float(student.separability_error(sobel)), 0.0,
+    scharr = np.array([[3.0, 0.0, -3.0], [10.0, 0.0, -10.0], [3.0, 0.0, -3.0]])
+    assert_close("separability_error(Scharr)", float(student.separability_error(scharr)), 0.0,
                  atol=1e-10)
-    assert_close("separability_error(np.eye(2)) (singular values 1 and 1: error 1/sqrt(2))",
-                 float(student.separability_error(np.eye(2))), 1 / np.sqrt(2))
+    # Singular values 4 and 3: error sqrt(3^2 / (4^2 + 3^2)) = 3/5 (s2 / s1 would be 3/4).
+    k = np.array([[0.0, 3.0], [4.0, 0.0]])
+    assert_close("separability_error([[0, 3], [4, 0]]) (singular values 4 and 3: error "
+                 "sqrt(9 / 25) = 0.6)", float(student.separability_error(k)), 0.6)
     for shape in ((3, 3), (5, 4)):
         k = rng.standard_normal(shape)
         s = np.linalg.svd(k, compute_uv=False)
@@ -335,12 +339,13 @@ def test_conv3d_forward_matches_torch(student, reference, rng, param):
 @pytest.mark.points(1)
 def test_receptive_field_by_hand(student):
     """receptive_field on stacks worked out by hand."""
+    # Each layer adds (kernel - 1) * dilation * (product of the strides before it).
     cases = [
         ([], 1),
         ([(3, 1, 1)], 3),
-        ([(3, 1, 1)] * 3, 7),
-        ([(3, 1, 1), (3, 1, 2), (3, 1, 4)], 15),
-        ([(11, 4, 1), (3, 2, 1)], 19),  # AlexNet's CONV1 then POOL1
+        ([(5, 1, 1)] * 2, 9),  # 1 + 4 + 4
+        ([(3, 1, 2), (3, 1, 4), (5, 1, 1)], 17),  # 1 + 2*2 + 2*4 + 4
+        ([(7, 2, 1), (3, 2, 1), (5, 2, 1)], 27),  # ZFNet's CONV1, POOL1, CONV2: 1 + 6 + 2*2 + 4*4
     ]
     for layers, expected in cases:
         got = student.receptive_field(layers)

@@ -28,9 +28,12 @@ def images(rng, n=6, c=3, h=5, w=4):
 
 @pytest.mark.points(1)
 def test_mean_image_by_hand(student):
-    """mean_image on two 1x2x2 images worked out by hand."""
-    x = np.array([[[[0, 10], [20, 30]]], [[[10, 10], [0, 255]]]], dtype=np.uint8)
-    expected = np.array([[[5.0, 10.0], [10.0, 142.5]]])
+    """mean_image on three 1x2x2 images worked out by hand."""
+    x = np.array([[[[0, 255], [20, 3]]], [[[6, 255], [40, 4]]], [[[9, 254], [0, 4]]]],
+                 dtype=np.uint8)
+    # Pixel by pixel: (0 + 6 + 9) / 3 = 5, (255 + 255 + 254) / 3 = 764 / 3 (a uint8 sum
+    # overflows), (20 + 40 + 0) / 3 = 20, (3 + 4 + 4) / 3 = 11 / 3 (not an integer).
+    expected = np.array([[[15.0, 764.0], [60.0, 11.0]]]) / 3
     assert_close("mean_image(x)", student.mean_image(x), expected, check_dtype=True)
 
 
