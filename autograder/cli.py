@@ -37,10 +37,29 @@ def cmd_selfcheck(args) -> int:
     return 0 if ok else 1
 
 
+def limits_from(args):
+    """The one ``Limits`` of this run, from the command line (every other number is the
+    table's default: autograder/sandbox/limits.py)."""
+    from dataclasses import replace
+
+    from autograder.sandbox.limits import Limits, MiB
+
+    limits = Limits()
+    if getattr(args, "time_limit", None) is not None:
+        limits = replace(limits, submission_seconds=float(args.time_limit))
+    if getattr(args, "check_time_limit", None) is not None:
+        limits = replace(limits, check_seconds=float(args.check_time_limit))
+    if getattr(args, "memory_mib", None) is not None:
+        limits = replace(limits, memory_bytes=int(args.memory_mib) * MiB)
+    if getattr(args, "disk_mib", None) is not None:
+        limits = replace(limits, disk_bytes=int(args.disk_mib) * MiB)
+    return limits
+
+
 def cmd_grade(args) -> int:
     from autograder.grade import grade_all
 
-    reports = grade_all(args.paths, args.out, jobs=args.jobs, time_limit=args.time_limit,
+    reports = grade_all(args.paths, args.out, jobs=args.jobs, limits=limits_from(args),
                         force=args.force)
     for r in sorted(reports, key=lambda r: (r.student, r.lab)):
         status = f"error: {r.error.splitlines()[0]}" if r.error else f"{r.percent:5.1f}%"
@@ -101,7 +120,14 @@ def main(argv=None) -> int:
     p.add_argument("paths", nargs="+", help="notebooks, or folders <student>/<NN_topic>.ipynb")
     p.add_argument("--out", required=True, help="folder for the reports and gradebook.csv")
     p.add_argument("--jobs", type=int, default=1, help="notebooks graded at once")
-    p.add_argument("--time-limit", type=float, default=300.0, help="seconds per submission")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds for all the checks of one submission (default 300)")
+    p.add_argument("--check-time-limit", type=float, default=None,
+                   help="seconds per check without its own limit (default 10)")
+    p.add_argument("--memory-mib", type=int, default=None,
+                   help="memory of a student's process beyond the lab's imports (default 2048)")
+    p.add_argument("--disk-mib", type=int, default=None,
+                   help="size of a student's only writable folder (default 256)")
     p.add_argument("--force", action="store_true",
                    help="grade again submissions already graded into --out (same file)")
     p.set_defaults(func=cmd_grade)

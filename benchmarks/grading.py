@@ -3,6 +3,15 @@ the sandboxed batch with one and two jobs.
 
     python benchmarks/grading.py --vs-nbgrader [--students 20] [--labs 01_preprocessing ...]
     python benchmarks/grading.py --class-size 200     # --jobs 1 vs --jobs 2, fixed cost
+    python benchmarks/grading.py --overhead [--students 10] [--before REV]
+
+``--overhead`` prints, per lab and in one run: the in-process time of the
+hidden checks on the reference (pytest, trusted transport, no sandbox), the
+sandboxed time per submission of a class of reference notebooks graded with
+``--jobs 2``, and the overhead per submission: that time minus half the
+in-process time (two jobs share two cores). With ``--before REV`` (a git
+revision), the same class is also graded by that revision's grader, from a
+temporary git worktree, side by side.
 
 ``--class-size N`` grades a synthetic Lab 01 class of N notebooks cycling
 through the reference, its mutants and the adversarial corpus
@@ -107,6 +116,73 @@ def make_mixed_class(root: Path, size: int) -> int:
     return size
 
 
+def inprocess_checks_seconds(lab) -> float:
+    """Wall time of the lab's hidden checks on the reference in this machine's pytest,
+    in-process (no sandbox, no notebook): what the checks themselves cost."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "pytest", str(lab.checks_file), "-q", "-p", "no:cacheprovider",
+           "-p", "no:nbval", "-o", "addopts="]
+    subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=900)  # warm the caches
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=900, check=True)
+    total = time.perf_counter() - start
+    start = time.perf_counter()  # pytest's own start-up, with the same plugins and imports
+    subprocess.run([*cmd, "--collect-only"], cwd=REPO, capture_output=True, timeout=900)
+    return max(total - (time.perf_counter() - start), 0.0)
+
+
+def grade_command_seconds(tree: Path, class_dir: Path, out: Path, jobs: int) -> float:
+    """Wall time of ``python -m autograder grade`` run from the source tree ``tree``."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(class_dir), "--out",
+                           str(out), "--jobs", str(jobs)], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=4 * 3600)
+    if proc.returncode:
+        sys.exit(f"grading from {tree} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def overhead(students: int, labs, before: str | None) -> None:
+    """The sandbox's overhead per submission, per lab (see the module's docstring)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        work = Path(tmp)
+        old = None
+        if before:
+            old = work / "before"
+            subprocess.run(["git", "worktree", "add", "--detach", str(old), before], cwd=REPO,
+                           check=True, capture_output=True)
+        try:
+            print(f"{students} reference notebooks per lab, --jobs 2; in seconds")
+            header = f"{'lab':<24} {'checks in-process':>18} {'sandboxed/subm.':>16} " \
+                     f"{'overhead/subm.':>15}"
+            print(header + (f" {'before: subm.':>14} {'overhead':>9}" if old else ""))
+            for lab in labs:
+                class_dir = work / lab.name
+                for i in range(students):
+                    path = class_dir / f"s{i:03d}" / lab.notebook.name
+                    path.parent.mkdir(parents=True)
+                    nbformat.write(solved_notebook(lab), path)
+                checks = inprocess_checks_seconds(lab)
+                new = grade_command_seconds(REPO, class_dir, work / f"new-{lab.name}", 2)
+                line = (f"{lab.name:<24} {checks:18.2f} {new / students:16.2f} "
+                        f"{new / students - checks / 2:15.2f}")
+                if old:
+                    then = grade_command_seconds(old, class_dir, work / f"old-{lab.name}", 2)
+                    line += f" {then / students:14.2f} {then / students - checks / 2:9.2f}"
+                print(line, flush=True)
+        finally:
+            if old:
+                subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO,
+                               capture_output=True)
+
+
 def fixed_costs(repeat: int = 5) -> tuple[float, float, float]:
     """Medians of ``repeat`` runs, in seconds: the sandbox's start (process, imports, the
     reference's answer cells); the checks' process as the grader starts it (a copy of a
@@ -114,21 +190,22 @@ def fixed_costs(repeat: int = 5) -> tuple[float, float, float]:
     from autograder.forkserver import ForkServer
     from autograder.notebook import load_answers
     from autograder.runner import PYTEST, _child_env, _pytest_args, _run_child
-    from autograder.sandbox import Sandbox
+    from autograder.sandbox import Limits, Sandbox
 
     lab = find_lab("01_preprocessing")
-    server = ForkServer(_child_env())
+    limits = Limits()
+    server = ForkServer(_child_env(), limits.to_json())
     with tempfile.TemporaryDirectory() as tmp:
         nb = Path(tmp) / f"{lab.name}.ipynb"
         nbformat.write(solved_notebook(lab), nb)
         source = load_answers(nb, lab)
-        args = _pytest_args(lab, Path(tmp) / "c.jsonl", ["--collect-only"])
+        args = _pytest_args(lab, Path(tmp) / "c.jsonl", ["--collect-only"], limits)
         server.run(args, tmp, str(Path(tmp) / "log"), 120)  # warm: imports done
         starts, forked, fresh = [], [], []
         for _ in range(repeat):
-            sandbox = Sandbox(source)
+            sandbox = Sandbox(limits)
             t = time.perf_counter()
-            sandbox.start()
+            sandbox.start(source)
             starts.append(time.perf_counter() - t)
             sandbox.close()
             t = time.perf_counter()
@@ -171,11 +248,18 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="our grader's parallel notebooks")
     parser.add_argument("--class-size", type=int, default=0,
                         help="grade a synthetic Lab 01 class of this size with 1 and 2 jobs")
+    parser.add_argument("--overhead", action="store_true",
+                        help="per lab: checks in-process, sandboxed per submission, overhead")
+    parser.add_argument("--before", default=None,
+                        help="with --overhead: also grade with this git revision's grader")
     args = parser.parse_args(argv)
     if args.class_size:
         sandbox_batch(args.class_size)
         return 0
     labs = [find_lab(name) for name in args.labs] if args.labs else all_labs()
+    if args.overhead:
+        overhead(args.students, labs, args.before)
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         work = Path(tmp)

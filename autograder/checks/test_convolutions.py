@@ -66,15 +66,19 @@ def describe(param):
 
 @pytest.mark.points(1)
 def test_conv_output_size_alexnet(student):
-    """conv_output_size on the lecture's AlexNet example: 227 -> 55 (CONV1) -> 27 (POOL1)."""
-    got = student.conv_output_size(227, 11, stride=4)
-    if got != 55:
-        raise CheckFailure(f"conv_output_size(227, 11, stride=4) (AlexNet CONV1) returned {got!r}, "
-                           f"expected 55.")
-    got = student.conv_output_size(55, 3, stride=2)
-    if got != 27:
-        raise CheckFailure(f"conv_output_size(55, 3, stride=2) (AlexNet POOL1) returned {got!r}, "
-                           f"expected (55 - 3) / 2 + 1 = 27.")
+    """conv_output_size on AlexNet's later layers: 27 -> 27 (CONV2) -> 13 (POOL2) -> 6 (POOL3)."""
+    # The notebook's visible check uses CONV1 and POOL1 (227 -> 55 -> 27); these are the
+    # next layers of the same network, worked out by hand.
+    for args, kwargs, want, what in (
+        ((27, 5), {"stride": 1, "padding": 2}, 27, "CONV2: (27 + 2*2 - 5) / 1 + 1 = 27"),
+        ((27, 3), {"stride": 2}, 13, "POOL2: (27 - 3) / 2 + 1 = 13"),
+        ((13, 3), {"stride": 2}, 6, "POOL3: (13 - 3) / 2 + 1 = 6"),
+    ):
+        got = student.conv_output_size(*args, **kwargs)
+        if got != want:
+            call = ", ".join([*map(str, args), *(f"{k}={v}" for k, v in kwargs.items())])
+            raise CheckFailure(f"conv_output_size({call}) (AlexNet {what.split(':')[0]}) "
+                               f"returned {got!r}, expected {what.split(': ')[1]}.")
 
 
 @pytest.mark.points(2)
