@@ -61,6 +61,7 @@ def test_grade_a_class_folder(tmp_path, solved):
     check_cols = [c for c in rows["alice"] if c.startswith("01_preprocessing:")]
     assert len(check_cols) >= 15
     assert all(rows["bob"][c] == "0" for c in check_cols)
+    assert rows["alice"]["statuses"] == f"passed:{len(check_cols)}"
 
     bob = json.loads((out / "bob" / "01_preprocessing.json").read_text())
     assert bob["score"] == 0 and all(not c["message"] == "" for c in bob["checks"])
