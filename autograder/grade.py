@@ -299,9 +299,8 @@ def _remove_stale_reports(out_dir: Path, roots, current: set[Path], refused: set
             json_path.with_suffix(".md").unlink(missing_ok=True)
 
 
-def grade_all(paths, out_dir, jobs: int = 1, time_limit: float | None = None,
-              progress: bool = True, force: bool = False,
-              limits: Limits | None = None) -> list[SubmissionReport]:
+def grade_all(paths, out_dir, jobs: int = 1, limits: Limits | None = None,
+              progress: bool = True, force: bool = False) -> list[SubmissionReport]:
     """Grade every submission under ``paths`` into ``out_dir``.
 
     Writes ``out_dir/<student>/<lab>.json`` and ``.md`` per submission (each
@@ -310,8 +309,8 @@ def grade_all(paths, out_dir, jobs: int = 1, time_limit: float | None = None,
     the reports in ``out_dir``. A submission whose report is already there for
     the same file content is not graded again, unless ``force``. A refused
     submission is an error row and is never graded (see the module docstring).
-    ``limits`` (the sandbox's ``Limits``) and ``time_limit`` (seconds per
-    submission) go to ``grade_notebook``; by default, the table's own.
+    ``limits`` (the sandbox's ``Limits``, which the CLI builds from its options) go
+    to ``grade_notebook``; by default, the table's own.
     """
     submissions = find_submissions(paths)
     out_dir = Path(out_dir)
@@ -331,8 +330,7 @@ def grade_all(paths, out_dir, jobs: int = 1, time_limit: float | None = None,
     def grade_one(sub: Submission) -> SubmissionReport:
         digest = file_digest(sub.path)
         try:
-            report = grade_notebook(sub.path, student=sub.student, limits=limits,
-                                    time_limit=time_limit)
+            report = grade_notebook(sub.path, student=sub.student, limits=limits)
         except Exception as e:  # a grader bug must not stop the batch either
             lab = lab_from_path(sub.path)
             report = SubmissionReport(

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from autograder.execute import AnswerSource, SubmissionError, build_namespace
+from autograder.report import CRASHED, FAILED, GRADER_ERROR, MISSING_ANSWER, PASSED, TIMEOUT
 from autograder.sandbox.limits import Limits
 from autograder.sandbox.protocol import PeerGone, RemoteError, student_frames
 from autograder.sandbox.wire import GraderObjectRefused
@@ -108,11 +109,6 @@ def time_limit(seconds: float, what: str):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-# What a check's result says happened (the report's statuses; the runner adds "not_run").
-PASSED, FAILED, TIMEOUT, CRASHED = "passed", "failed", "timeout", "crashed"
-MISSING_ANSWER, GRADER_ERROR = "missing_answer", "grader_error"
 
 
 def failure_message(excinfo, limits: Limits | None = None) -> tuple[str, str]:

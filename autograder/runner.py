@@ -21,7 +21,6 @@ This process never imports or runs the student's code.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import json
 import os
 import signal
@@ -41,7 +40,6 @@ from autograder.notebook import lab_from_path, load_answers
 from autograder.report import CheckResult, SubmissionReport
 from autograder.sandbox.limits import Limits
 
-DEFAULT_TIME_LIMIT = Limits().submission_seconds  # the CLI's --time-limit default
 PYTEST = (sys.executable, "-m", "pytest")  # a fresh checks process, without the fork server
 
 
@@ -204,12 +202,12 @@ def run_checks(source: AnswerSource, limits: Limits) -> ChecksRun:
                 running = event["check"]
             elif event["event"] == "result" and event["check"] in checks:
                 c = checks[event["check"]]
-                # The points are the collected ones, never the stream's; earned is bounded.
-                earned = min(max(float(event.get("earned", 0.0)), 0.0), float(c["points"]))
+                # The points are the collected ones, never the stream's; CheckResult bounds
+                # earned to [0, points] and checks the status and the seconds.
                 results[event["check"]] = CheckResult(
-                    event["check"], c["points"], earned, str(event.get("message", "")),
-                    c["description"], status=str(event.get("status", "failed")),
-                    seconds=float(event.get("seconds", 0.0)),
+                    event["check"], c["points"], event.get("earned", 0.0),
+                    str(event.get("message", "")), c["description"],
+                    status=str(event.get("status", "")), seconds=event.get("seconds", 0.0),
                 )  # fmt: skip
                 running = None
             elif event["event"] == "problems":
@@ -240,7 +238,6 @@ def run_checks(source: AnswerSource, limits: Limits) -> ChecksRun:
 
 def grade_notebook(
     path, lab: Lab | None = None, student: str | None = None, limits: Limits | None = None,
-    time_limit: float | None = None,
 ) -> SubmissionReport:  # fmt: skip
     """Grade one notebook and return its report (never raises for a bad submission).
 
@@ -250,7 +247,6 @@ def grade_notebook(
     - student: the student's name in the report; by default the file's stem.
     - limits: what the submission may use (``Limits``; its submission_seconds bounds all
       its checks together).
-    - time_limit: a shorthand for ``limits`` with only submission_seconds changed.
     """
     path = Path(path)
     student = student or path.stem
@@ -262,14 +258,12 @@ def grade_notebook(
         report = SubmissionReport(student, lab.name if lab else "unknown", str(path), error=str(e))
         if lab is not None:  # show what was at stake: every check at 0
             report.checks = [
-                CheckResult(c["check"], c["points"], 0.0, "not graded", c["description"])
+                CheckResult(c["check"], c["points"], 0.0, "not graded", c["description"],
+                            status="not_run")
                 for c in collect_checks(lab)
             ]
         return report
-    limits = limits or Limits()
-    if time_limit is not None:
-        limits = dataclasses.replace(limits, submission_seconds=float(time_limit))
-    run = run_checks(source, limits)
+    run = run_checks(source, limits or Limits())
     problems = source.problems + [p for p in run.problems if p not in source.problems]
     return SubmissionReport(student, lab.name, str(path), run.results, problems=problems,
                             sandbox=run.sandbox, enforced=run.enforced)

@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import nbformat
 import pytest
@@ -13,6 +14,7 @@ from autograder.build import solved_notebook
 from autograder.labs import CHECKS_DIR, find_lab
 from autograder.notebook import nbgrader_meta
 from autograder.runner import grade_notebook
+from autograder.sandbox.limits import Limits
 
 LAB = find_lab("preprocessing")
 
@@ -92,7 +94,7 @@ def test_broken_cells_cost_only_their_checks(tmp_path, solved):
     loop = (
         "import numpy as np\n"
         "def mean_image(x):\n"
-        "    while np.asarray(x).shape[0] == 2:  # only the hand-made example loops\n"
+        "    while np.asarray(x).shape[1] == 1:  # only the hand-made example loops\n"
         "        pass\n"
         "    return np.asarray(x).mean(axis=0, dtype=np.float64)\n"
     )
@@ -136,7 +138,8 @@ def test_wrong_lab_is_a_clear_error(tmp_path):
 def test_submission_time_limit(tmp_path, solved):
     slow = "import time\ndef mean_image(x):\n    time.sleep(60)\n"
     nb = with_cell(solved, "mean_image", slow)
-    report = grade_notebook(write(nb, tmp_path / "01_preprocessing.ipynb"), time_limit=8)
+    limits = replace(Limits(), submission_seconds=8.0)
+    report = grade_notebook(write(nb, tmp_path / "01_preprocessing.ipynb"), limits=limits)
     messages = " ".join(c.message for c in report.checks)
     assert "time limit" in messages and report.score < report.max_score
 

@@ -271,7 +271,7 @@ class Sandbox:
         if self.pid is None:
             return "not started"
         if self.proc is None:
-            return "it ended or stopped answering"
+            return self._adopted_exit_description()
         try:
             code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -284,6 +284,24 @@ class Sandbox:
             hint = " (too much memory?)" if -code == signal.SIGKILL else ""
             return f"killed by {name}{hint}"
         return f"exit code {code}"
+
+    def _adopted_exit_description(self) -> str:
+        """The exit of a process this one did not start (the fork server's spare): read off
+        /proc while it waits, a zombie, for its parent to reap it (stat's field 52)."""
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                break
+            if fields[0] == "Z" and len(fields) >= 50:
+                code = os.waitstatus_to_exitcode(int(fields[49]))
+                if code < 0:
+                    return f"killed by {signal.Signals(-code).name}"
+                return f"exit code {code}"
+            time.sleep(0.05)
+        return "it ended or stopped answering"
 
     def _stderr_tail(self) -> str:
         if self.stderr is None:
