@@ -46,7 +46,10 @@ def sandbox_pids() -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields["State"].split()[0] == "Z":
+            continue  # dead, waiting for its parent to reap it
+        uid = int(fields["Uid"].split()[0])
         if uid == SANDBOX_UID or b"autograder.sandbox.child" in cmdline:
             pids.append(int(entry))
     return pids

@@ -128,22 +128,6 @@ class Sandbox:
             return False
         return True
 
-    def alive_process(self) -> bool:
-        """Is the process itself still running (whatever the state of the conversation)?"""
-        if self.proc is not None:
-            try:  # a process that just died takes a moment to be seen dead
-                self.proc.wait(timeout=0.5)
-                return False
-            except subprocess.TimeoutExpired:
-                return True
-        if self.pid is None:
-            return False
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
     def adopt(self) -> None:
         """In a copy forked from the process that spawned this sandbox: use it without
         being its parent (the spawner kills and reaps it once the copy is done)."""
@@ -249,10 +233,10 @@ class Sandbox:
                                   f"defines are missing.")
                     break
                 except PeerGone as e:
-                    if self.alive_process():
-                        how = f"broke the grader's protocol ({e})"
-                    else:
+                    if e.ended:
                         how = f"ended the grading process ({self.exit_description()})"
+                    else:
+                        how = f"broke the grader's protocol ({e})"
                     bad = (index, f"answer cell {cell!r} {how}; names it defines are missing.")
                     break
             if bad is None:
@@ -284,6 +268,19 @@ class Sandbox:
             hint = " (too much memory?)" if -code == signal.SIGKILL else ""
             return f"killed by {name}{hint}"
         return f"exit code {code}"
+
+    @staticmethod
+    def _wait_for_end(sock, seconds: float = 5.0) -> None:
+        """Wait until every process that held the other end of ``sock`` is gone (the end
+        of stream), so that nothing of the sandbox outlives ``close``."""
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                if select.select([sock], [], [], max(deadline - time.monotonic(), 0))[0]:
+                    if not sock.recv(1 << 16):
+                        return
+        except OSError:
+            return
 
     def _adopted_exit_description(self) -> str:
         """The exit of a process this one did not start (the fork server's spare): read off
@@ -327,6 +324,7 @@ class Sandbox:
                 pass
         self.proc = self.pid = None
         if self.client is not None:
+            self._wait_for_end(self.client.sock)
             self.client.sock.close()
             self.client = None
         if self.stderr is not None:

@@ -40,7 +40,14 @@ import itertools
 import linecache
 import sys
 
-from autograder.sandbox.wire import Decoder, Encoder, WireError, recv_message, send_message
+from autograder.sandbox.wire import (
+    Decoder,
+    Encoder,
+    PeerEnded,
+    WireError,
+    recv_message,
+    send_message,
+)
 
 
 class RemoteError(Exception):
@@ -55,7 +62,12 @@ class PeerGone(BaseException):
     """The student's process ended, broke the protocol, or sent something unreadable.
 
     A BaseException, like a time-out: a check's ``assert_raises`` must not take
-    it for the student's exception."""
+    it for the student's exception. ``ended`` tells a process that is gone from one
+    that broke the protocol."""
+
+    def __init__(self, message: str, ended: bool = False):
+        super().__init__(message)
+        self.ended = ended
 
 
 def _torch():
@@ -262,7 +274,8 @@ class Client:
         """Ask the student's process to do ``op``; return its decoded answer or raise the
         exception it reports (rebuilt as data). PeerGone if it breaks the protocol."""
         if self.broken:
-            raise PeerGone("the student's process was stopped by an earlier failure.")
+            raise PeerGone("the student's process was stopped by an earlier failure.",
+                           ended=True)
         torch = _torch()
         enc = Encoder(own=None, peer_id=self.handle_id)
         tree = enc.encode(list(args))  # TypeError: the check sent one of its own objects
@@ -282,7 +295,7 @@ class Client:
             value, error = self._finish(reply, buffers, enc)
         except WireError as e:
             self.broken = True
-            raise PeerGone(str(e)) from None
+            raise PeerGone(str(e), ended=isinstance(e, PeerEnded)) from None
         except BaseException:  # TimeoutError and the check's alarm included
             # Interrupted in the middle of a conversation: the stream is out of step,
             # so this process can never be used again.

@@ -62,6 +62,10 @@ class WireError(Exception):
     """A message could not be sent or read (the other side died, or sent garbage)."""
 
 
+class PeerEnded(WireError):
+    """The other process closed the connection or is gone (as opposed to sending garbage)."""
+
+
 class GraderObjectRefused(TypeError):
     """A check tried to send one of the grader's own objects to the student's code: a bug
     of the check (a grader error), never the student's fault."""
@@ -390,7 +394,7 @@ def send_message(sock: socket.socket, header: dict, buffers=()) -> None:
     try:
         sock.sendall(b"".join(parts))
     except OSError as e:
-        raise WireError(f"the other process is gone ({e}).") from None
+        raise PeerEnded(f"the other process is gone ({e}).") from None
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
@@ -404,9 +408,9 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
         try:
             k = sock.recv_into(view[got:], min(n - got, 1 << 24))
         except OSError as e:
-            raise WireError(f"the other process is gone ({e}).") from None
+            raise PeerEnded(f"the other process is gone ({e}).") from None
         if not k:
-            raise WireError("the other process is gone (end of stream).")
+            raise PeerEnded("the other process is gone (end of stream).")
         got += k
     return bytes(buf)
 

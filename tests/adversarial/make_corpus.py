@@ -192,8 +192,9 @@ def main() -> int:
             "    return np.zeros(x.shape[1:])\n")}), WRONG_BASE, "mean_image"),
         "sys_exit_at_import": (prefix(honest, "preprocessor", "import sys\nsys.exit(0)"),
                                STATISTICS_ONLY, "SystemExit"),
+        # A cell that ends the process costs that cell: a fresh process runs the others.
         "os_exit_at_import": (prefix(honest, "preprocessor", "import os\nos._exit(0)"),
-                              0, "ended the grading process"),
+                              STATISTICS_ONLY, "ended the grading process"),
         "sys_exit_in_function": (exit_on_unknown_mode("import sys", "sys.exit(0)"),
                                  FULL - 1, "SystemExit"),  # test_unknown_mode_raises lost
         "os_exit_in_function": (exit_on_unknown_mode("import os", "os._exit(0)"),
@@ -211,11 +212,13 @@ def main() -> int:
         "patch_math_isclose": (prefix(wrong, "mean_image",
                                       "import math\nmath.isclose = lambda *a, **k: True\n"),
                                WRONG_BASE, "mean_image"),
+        # Patched builtins break the student's own process (the code that answers the
+        # grader runs there too): every check fails, none passes by the patch.
         "patch_builtins": (prefix(wrong, "mean_image",
                                   "import builtins\nbuiltins.all = lambda *a: True\n"
                                   "builtins.any = lambda *a: True\n"
                                   "builtins.abs = lambda x: 0\n"),
-                           WRONG_BASE, "mean_image"),
+                           0, "mean_image"),
         "import_solutions": (wrong_mean_image(
             "    try:\n        from solutions.preprocessing import mean_image as m\n"
             "        return m(x)\n    except BaseException:\n        pass\n"),
