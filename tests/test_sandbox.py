@@ -289,6 +289,7 @@ def test_adversarial_corpus(tmp_path):
     from autograder.grade import grade_all
 
     expected = json.loads((CORPUS / "expected.json").read_text())
+    layout = expected.pop("layout")
     assert len(expected) >= 40
     readme = (REPO / "README.md").read_bytes()
     before = leftover_folders()
@@ -314,6 +315,11 @@ def test_adversarial_corpus(tmp_path):
             wrong.append(f"{name}: a student's text reads as feedback structure:\n{feedback}")
         if want["score"] == want["max_score"]:
             assert "failed" not in feedback.split("## Checks")[-1], name
+    for case, want in layout.items():  # the submissions folder's own tricks
+        row = rows.get(want["student"])
+        if row is None or float(row["score"]) != want["score"] or \
+                want["error"] not in row["error"] or (not want["error"] and row["error"]):
+            wrong.append(f"layout {case}: want {want}, got {row}")
     assert not wrong, "\n\n".join(wrong)
     assert (REPO / "README.md").read_bytes() == readme
     assert not (REPO / "PWNED.txt").exists()

@@ -17,6 +17,7 @@ Writes ``tests/adversarial/*.ipynb`` and ``tests/adversarial/expected.json``.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -184,6 +185,17 @@ def main() -> int:
         "markdown_html_ansi_injection": (isolated_mean_image(
             f"    raise ValueError({injection!r})\n"), WITHOUT_MEAN_IMAGE - 1, "Full marks",
             ["<script>", "<img", "\x1b", "\x07"]),
+        # An answer whose methods would run in the grader if it crossed as an object: it
+        # stays in the student's process (a handle), and its values are what count.
+        "returns_rigged_ndarray_subclass": (with_cells(wrong, {"mean_image": (
+            "import numpy as np\n\nclass Rigged(np.ndarray):\n"
+            "    def __eq__(self, other):\n        return np.ones(np.shape(other), bool)\n"
+            "    def __sub__(self, other):\n        return np.zeros(np.shape(other))\n"
+            "    __rsub__ = __sub__\n"
+            "    def __array__(self, *a, **k):\n        return np.asarray(a[0]) if a else "
+            "np.zeros(self.shape)\n\n"
+            "def mean_image(x):\n    return np.zeros(x.shape[1:]).view(Rigged)\n")}),
+            WRONG_BASE, "mean_image"),
         "lookup_table_of_visible_answers": (with_cells(wrong, {"mean_image": (
             "import numpy as np\n\n_VISIBLE = np.array([[[[0, 10], [20, 30]]], "
             "[[[10, 10], [0, 255]]]], dtype=np.uint8)\n\ndef mean_image(x):\n"
@@ -292,6 +304,29 @@ def main() -> int:
         expected[name] = {"score": score, "max_score": FULL, "message": phrase}
         if absent:  # what the feedback must never contain, as the student wrote it
             expected[name]["absent"] = absent[0]
+    # Layouts of the submissions folder itself: the row each must give in the gradebook
+    # (the student cell as the CSV holds it, the score, a phrase of its error).
+    for name in ("symlinked_copy", "nested_victim", "..dotdot", '=HYPERLINK("x.test")'):
+        shutil.rmtree(HERE / name, ignore_errors=True)
+    (HERE / "symlinked_copy").mkdir()
+    (HERE / "symlinked_copy" / f"{LAB.name}.ipynb").symlink_to(
+        Path("..") / "honest" / f"{LAB.name}.ipynb")  # a classmate's work, linked
+    nested = HERE / "nested_victim" / "submitted" / "honest" / f"{LAB.name}.ipynb"
+    nested.parent.mkdir(parents=True)
+    nbformat.write(wrong, nested)  # meant to overwrite the row of "honest"
+    (HERE / "..dotdot").mkdir()
+    nbformat.write(honest, HERE / "..dotdot" / f"{LAB.name}.ipynb")
+    formula = HERE / '=HYPERLINK("x.test")'
+    formula.mkdir()
+    nbformat.write(honest, formula / f"{LAB.name}.ipynb")
+    expected["layout"] = {
+        "symlinked_copy": {"student": "symlinked_copy", "score": 0, "error": "symbolic link"},
+        "nested_victim": {"student": "nested_victim", "score": WRONG_BASE, "error": ""},
+        "honest_untouched": {"student": "honest", "score": FULL, "error": ""},
+        "..dotdot": {"student": "'..dotdot'", "score": 0, "error": "cannot be a student id"},
+        "formula_folder": {"student": '\'=HYPERLINK("x.test")', "score": FULL,
+                           "error": ""},
+    }
     (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
     print(f"wrote {len(cases)} submissions to {HERE}")
     return 0
