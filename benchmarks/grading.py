@@ -8,8 +8,9 @@ the sandboxed batch with one and two jobs.
 ``--overhead`` prints, per lab and in one run: the in-process time of the
 hidden checks on the reference (pytest, trusted transport, no sandbox), the
 sandboxed time per submission of a class of reference notebooks graded with
-``--jobs 2`` (the difference between a class of N and one of 2N, over N, so
-that the batch's one-off start-up cancels out; the start-up is printed too),
+``--jobs 2`` (the time between the first report written and the last, over
+N - 1: the steady state, without the batch's one-off start-up, which is
+printed too),
 and the overhead per submission: that time minus half the in-process time
 (two jobs share two cores). With ``--before REV`` (a git revision), the same
 classes are also graded by that revision's grader, from a git worktree in
@@ -173,13 +174,17 @@ def checkout_before(rev: str) -> tuple[Path, str]:
     return tree, str(tree / ".venv" / "bin" / "python")
 
 
-def marginal_cost(tree, python, classes: dict[int, Path], out: Path, checks: float):
-    """(seconds per submission, overhead per submission, the batch's start-up), from the
-    wall times of grading the two classes (N and 2N notebooks) from ``tree``."""
-    small, big = sorted(classes)
-    times = [grade_command_seconds(tree, python, classes[n], out / str(n), 2) for n in (small, big)]
-    per = (times[1] - times[0]) / (big - small)
-    return per, per - checks / 2, times[0] - small * per
+def steady_cost(tree, python, class_dir: Path, out: Path, checks: float, n: int):
+    """(seconds per submission, overhead per submission, the batch's start-up) of grading
+    ``class_dir`` (``n`` notebooks) from ``tree``: the time between the first and the last
+    report written, over n - 1, is the steady state; what comes before is start-up."""
+    start = time.time()
+    grade_command_seconds(tree, python, class_dir, out, 2)
+    stamps = sorted(p.stat().st_mtime for p in out.glob("*/*.json"))
+    if len(stamps) != n:
+        sys.exit(f"{len(stamps)} reports for {n} submissions in {out}")
+    per = (stamps[-1] - stamps[0]) / (n - 1)
+    return per, per - checks / 2, stamps[0] - start - per
 
 
 def overhead(students: int, labs, before: str | None) -> None:
@@ -190,29 +195,26 @@ def overhead(students: int, labs, before: str | None) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
             work = Path(tmp)
-            print(f"per lab: classes of {students} and {2 * students} reference notebooks, "
-                  f"--jobs 2; per submission = the difference of their wall times / {students} "
-                  f"(the batch's start-up cancels out); seconds")
+            print(f"per lab: a class of {students} reference notebooks, --jobs 2; per "
+                  f"submission: the time between the first and the last report, over "
+                  f"{students - 1}; seconds")
             header = f"{'lab':<24} {'checks in-process':>18} {'sandboxed/subm.':>16} " \
                      f"{'overhead/subm.':>15} {'start-up':>9}"
             print(header + (f" {'before: subm.':>14} {'overhead':>9} {'start-up':>9}"
                             if old else ""))
             for lab in labs:
-                classes = {}
-                for size in (students, 2 * students):
-                    classes[size] = work / f"{lab.name}-{size}"
-                    for i in range(size):
-                        path = classes[size] / f"s{i:03d}" / lab.notebook.name
-                        path.parent.mkdir(parents=True)
-                        nbformat.write(solved_notebook(lab), path)
+                class_dir = work / lab.name
+                for i in range(students):
+                    path = class_dir / f"s{i:03d}" / lab.notebook.name
+                    path.parent.mkdir(parents=True)
+                    nbformat.write(solved_notebook(lab), path)
                 checks = inprocess_checks_seconds(lab)
-
                 line = f"{lab.name:<24} {checks:18.2f}"
-                line += " {:16.2f} {:15.2f} {:9.1f}".format(*marginal_cost(
-                    REPO, sys.executable, classes, work / f"new-{lab.name}", checks))
+                line += " {:16.2f} {:15.2f} {:9.1f}".format(*steady_cost(
+                    REPO, sys.executable, class_dir, work / f"new-{lab.name}", checks, students))
                 if old:
-                    line += " {:14.2f} {:9.2f} {:9.1f}".format(*marginal_cost(
-                        *old, classes, work / f"old-{lab.name}", checks))
+                    line += " {:14.2f} {:9.2f} {:9.1f}".format(*steady_cost(
+                        *old, class_dir, work / f"old-{lab.name}", checks, students))
                 print(line, flush=True)
     finally:
         if old:

@@ -209,29 +209,45 @@ class RemoteObject:
         return self._client.request("callattr", self, "__exit__", (None, None, None), {})
 
 
-def _graph_linker(client, inputs):
-    """A function making a result tensor's copy part of the grader's autograd graph; its
-    backward pass is a ``backward`` request for the gradients of ``inputs``."""
+_REMOTE_GRAPH = None
+
+
+def _remote_graph_function():
+    """The autograd Function (made once) whose backward pass is a ``backward`` request."""
+    global _REMOTE_GRAPH
+    if _REMOTE_GRAPH is not None:
+        return _REMOTE_GRAPH
     torch = _torch()
 
     class _RemoteGraph(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, graph_id, data, anchor, *tensors):
-            ctx.graph_id = graph_id
+        def forward(ctx, client, graph_id, data, anchor, *tensors):
+            ctx.client, ctx.graph_id, ctx.shapes = client, graph_id, [
+                (t.shape, t.dtype) for t in tensors]
             return data.clone()
 
         @staticmethod
         def backward(ctx, grad):
-            grads = client.request("backward", ctx.graph_id, grad)
-            if type(grads) is not list or len(grads) != len(inputs):
+            grads = ctx.client.request("backward", ctx.graph_id, grad)
+            if type(grads) is not list or len(grads) != len(ctx.shapes):
                 raise PeerGone("the student's process answered a backward pass with something "
                                "else than one gradient per input.")
-            for g, x in zip(grads, inputs, strict=True):
-                if g is not None and (not isinstance(g, torch.Tensor) or g.shape != x.shape
-                                      or g.dtype != x.dtype):
+            for g, (shape, dtype) in zip(grads, ctx.shapes, strict=True):
+                if g is not None and (not isinstance(g, torch.Tensor) or g.shape != shape
+                                      or g.dtype != dtype):
                     raise PeerGone("the student's process sent a gradient whose shape or dtype "
                                    "is not its input's.")
-            return (None, None, None, *grads)
+            return (None, None, None, None, *grads)
+
+    _REMOTE_GRAPH = _RemoteGraph
+    return _RemoteGraph
+
+
+def _graph_linker(client, inputs):
+    """A function making a result tensor's copy part of the grader's autograd graph; its
+    backward pass is a ``backward`` request for the gradients of ``inputs``."""
+    torch = _torch()
+    function = _remote_graph_function()
 
     def link(data, graph_id):
         if type(graph_id) is not int:
@@ -239,7 +255,7 @@ def _graph_linker(client, inputs):
         # The anchor makes the copy require grad even when no input does (a module's
         # own parameters): its backward still runs remotely and fills their .grad there.
         anchor = torch.zeros((), requires_grad=True)
-        return _RemoteGraph.apply(graph_id, data, anchor, *inputs)
+        return function.apply(client, graph_id, data, anchor, *inputs)
 
     return link
 
