@@ -57,6 +57,7 @@ def _pytest_args(lab: Lab, results: Path, extra: list[str], limits: Limits) -> l
         "-p", "no:unraisableexception", "-p", "no:threadexception",
         "-o", "addopts=",
         "--assert=plain",  # a bare assert must not print the check's source in messages
+        "--tb=no",  # the plugin writes the messages; pytest's tracebacks would repr() locals
         "-q", "--no-header", "-rN",
         *extra,
     ]  # fmt: skip
@@ -214,7 +215,8 @@ def run_checks(source: AnswerSource, limits: Limits) -> ChecksRun:
                 )  # fmt: skip
                 running = None
             elif event["event"] == "problems":
-                problems += [p for p in event["problems"] if p not in problems]
+                seen = set(problems)
+                problems += [p for p in map(str, event["problems"][:50]) if p not in seen]
             elif event["event"] == "sandbox":
                 layer, enforced = str(event["layer"]), [str(e) for e in event["enforced"]]
             elif event["event"] == "finished":

@@ -25,7 +25,7 @@ import torch
 
 from autograder.execute import AnswerSource
 from autograder.labs import find_lab
-from autograder.sandbox.confine import SANDBOX_UID
+from autograder.sandbox.confine import SANDBOX_UID, SANDBOX_UIDS
 from autograder.sandbox.host import BUBBLEWRAP, FALLBACK, Sandbox
 from autograder.sandbox.limits import Limits
 from autograder.sandbox.modules import build_module, lend, module_spec
@@ -50,9 +50,19 @@ def sandbox_pids() -> list[int]:
         if fields["State"].split()[0] == "Z":
             continue  # dead, waiting for its parent to reap it
         uid = int(fields["Uid"].split()[0])
-        if uid == SANDBOX_UID or b"autograder.sandbox.child" in cmdline:
+        if SANDBOX_UID <= uid < SANDBOX_UID + SANDBOX_UIDS or b"sandbox.child" in cmdline:
             pids.append(int(entry))
     return pids
+
+
+def no_sandbox_left(seconds: float = 5.0) -> bool:
+    """True once no process of any sandbox is left (a killed one takes a moment to go)."""
+    deadline = time.monotonic() + seconds
+    while sandbox_pids():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def leftover_folders() -> set[str]:
@@ -130,6 +140,8 @@ def probe():
         "mount": attempt(lambda: raw(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))),
         "3 GiB shared memory": attempt(lambda: mmap.mmap(-1, 3 * 2**30, mmap.MAP_SHARED)),
         "memfd": attempt(lambda: os.memfd_create("x")),
+        "SysV shared memory": attempt(lambda: raw(libc.shmget(0, 2**30, 0o1600))),
+        "SysV message queue": attempt(lambda: raw(libc.msgget(0, 0o1600))),
         "write /dev/shm": attempt(lambda: open("/dev/shm/x", "w").write("x")),
         "write the repository": attempt(lambda: open(README, "a").write("x")),
         "kill pid 1": attempt(lambda: os.kill(1, signal.SIGKILL)),
@@ -161,9 +173,38 @@ def test_the_walls_hold():
     assert out["fill the disk"] == "OSError 28"  # ENOSPC: the tmpfs is full
     assert out["disk written MiB"] <= 64
     assert out["uid"] != 0 and out["capabilities"].split()[1] == "0" * 16
-    assert len(out["pids visible"]) <= 3  # bubblewrap's init, the student's process
+    assert len(out["pids visible"]) <= 2  # bubblewrap's pid 1 (root's), the student's process
     assert (REPO / "README.md").read_bytes() == readme
-    assert sandbox_pids() == [] and leftover_folders() == before
+    assert no_sandbox_left() and leftover_folders() == before
+
+
+def test_an_answer_cannot_steer_the_graders_numpy():
+    """An object whose __array_interface__ points into memory (or whose __len__,
+    __index__ lie) stays a handle: numpy on the grader's side never asks it for an
+    address, and the check fails with a message, not a segfault or a leak."""
+    from labkit.checks import CheckFailure, assert_close
+
+    code = ("class Pointer:\n"
+            "    __array_interface__ = {'shape': (4,), 'typestr': '<f8', 'version': 3,\n"
+            "                           'data': (16, False)}\n"
+            "    def __index__(self):\n        return 10**9\n"
+            "    def __exit__(self, *a):\n        return True\n"
+            "    def __enter__(self):\n        return self\n"
+            "def probe():\n    return Pointer()\n")
+    sandbox, student = open_sandbox(code)
+    try:
+        pointer = student.probe()
+        with pytest.raises(AttributeError):
+            getattr(pointer, "__array_interface__")  # noqa: B009 - the lookup numpy makes
+        assert np.asarray(pointer).dtype == object
+        with pytest.raises(CheckFailure, match="expected numbers"):
+            assert_close("probe()", pointer, np.zeros(4))
+        with pytest.raises(ZeroDivisionError):  # its __exit__ cannot swallow our error
+            with pointer:
+                raise ZeroDivisionError
+        assert repr(pointer) == "<Pointer in the student's process>"  # never a request
+    finally:
+        sandbox.close()
 
 
 def test_a_top_level_loop_that_ignores_alarms_is_killed_from_outside():
@@ -177,7 +218,7 @@ def test_a_top_level_loop_that_ignores_alarms_is_killed_from_outside():
         assert time.monotonic() - start < 90  # the start-up, the setup cell, then 2 s
     finally:
         sandbox.close()
-    assert sandbox_pids() == []
+    assert no_sandbox_left()
 
 
 def test_random_state_goes_one_way():
@@ -328,7 +369,7 @@ def test_adversarial_corpus(tmp_path):
 
     close_pools()  # what the command's exit does: the fork servers and their spares end
     time.sleep(1)
-    assert sandbox_pids() == [], "a sandbox process survived the batch"
+    assert no_sandbox_left(), f"a sandbox process survived the batch: {sandbox_pids()}"
     assert leftover_folders() == before, "a sandbox folder was left behind"
 
 

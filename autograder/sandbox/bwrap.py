@@ -82,8 +82,11 @@ def command(argv: list[str], env: dict, limits, data_dir: str | None) -> list[st
     else:
         from autograder.sandbox.confine import SANDBOX_GID, SANDBOX_UID
 
+        # Run by a user, bubblewrap's own pid 1 inside would have the student's uid (and
+        # its memory open to /proc/1/mem): the student's process is pid 1 instead. (As
+        # root, bubblewrap's pid 1 is root's, out of the student's reach.)
         args += ["--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID),
-                 "--gid", str(SANDBOX_GID)]
+                 "--gid", str(SANDBOX_GID), "--as-pid-1"]
     args += _system_binds()
     wanted = [*_python_paths(), *(str(REPO / rel) for rel in GRADER_FILES), str(REPO / "labs")]
     if data_dir:
@@ -103,6 +106,9 @@ def command(argv: list[str], env: dict, limits, data_dir: str | None) -> list[st
         args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(int(limits.disk_bytes)), "--tmpfs", SANDBOX_TMP,
+             # The root and /dev are tmpfs of bubblewrap's that the sandbox's uid owns when
+             # run by a user: read-only, so the sized /tmp is the only place to write.
+             "--remount-ro", "/dev", "--remount-ro", "/",
              "--chdir", SANDBOX_TMP, "--clearenv"]
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]

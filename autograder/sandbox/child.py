@@ -48,7 +48,7 @@ class StudentProcess:
         self.source: AnswerSource | None = None
         self.loaded = False
 
-    def load(self, limits_json: str, source_json: str, fallback_config=None):
+    def load(self, limits_json: str, source_json: str, fallback_config=None, slot: int = 0):
         """Run the lab's setup cells, then confine this process. Returns what is enforced."""
         from autograder.sandbox.confine import confine, discard_output
 
@@ -59,7 +59,7 @@ class StudentProcess:
         setup_only = AnswerSource(self.source.lab, self.source.setup, [], [])
         self.namespace, _ = build_namespace(setup_only)
         self._warm_up()
-        enforced = confine(Limits.from_json(limits_json), self.layer, fallback_config)
+        enforced = confine(Limits.from_json(limits_json), self.layer, fallback_config, slot)
         discard_output()
         sys.stdout = sys.stderr = DiscardedOutput()
         return enforced

@@ -32,9 +32,12 @@ CAP_LAST = 63
 EINVAL = 22
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
-# The uid the student's process takes when bubblewrap started it as root: not a user of
-# this machine (no file belongs to it), so only "other" permissions apply to it.
+# The uids the student's processes take when bubblewrap started them as root: not users of
+# this machine (no file belongs to them), so only "other" permissions apply; one per
+# sandbox (SANDBOX_UID + a number the grader picks), so that RLIMIT_NPROC counts each
+# sandbox's threads alone and no sandbox can signal another.
 SANDBOX_UID = SANDBOX_GID = 2_000_000_000
+SANDBOX_UIDS = 100_000_000
 
 _libc = None
 
@@ -111,20 +114,21 @@ def _capabilities() -> dict[str, int]:
                 if k.startswith("Cap")}
 
 
-def drop_root() -> str:
-    """As uid 0 (bubblewrap started by root): become SANDBOX_UID, with no capability left
-    in any set, the bounding set included."""
+def drop_root(slot: int) -> str:
+    """As uid 0 (bubblewrap started by root): become SANDBOX_UID + slot, with no capability
+    left in any set, the bounding set included."""
+    uid = SANDBOX_UID + int(slot) % SANDBOX_UIDS
     _drop_bounding_set()
     os.setgroups([])
-    os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
-    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
     _capset_zero()
     if 0 in os.getresuid() or 0 in os.getresgid():
         raise ConfinementError(1, "still uid or gid 0 after setresuid")
     left = {k: hex(v) for k, v in _capabilities().items() if v}
     if left:
         raise ConfinementError(1, f"capabilities left after dropping root: {left}")
-    return f"runs as uid {SANDBOX_UID} (no user of this machine), no capabilities"
+    return f"runs as uid {uid} (no user of this machine, its own), no capabilities"
 
 
 def drop_capabilities() -> str:
@@ -143,17 +147,23 @@ def discard_output() -> None:
     os.close(null)
 
 
-def confine(limits, layer: str, fallback_config: dict | None = None) -> list[str]:
+def confine(limits, layer: str, fallback_config: dict | None = None, slot: int = 0
+            ) -> list[str]:
     """Lock this process in; return the list of what is enforced.
 
     Inputs:
     - limits: the ``Limits``.
     - layer: "bubblewrap" (the walls are already up: namespaces, mounts) or "fallback".
     - fallback_config: for the fallback, the paths Landlock and the audit hook allow.
+    - slot: this sandbox's number, which picks its uid (``drop_root``).
     """
     enforced = set_rlimits(limits)
     if os.geteuid() == 0:
-        enforced.append(drop_root() if layer == "bubblewrap" else drop_capabilities())
+        enforced.append(drop_root(slot) if layer == "bubblewrap" else drop_capabilities())
+    # Changing credentials clears the parent-death signal: set it again, so that this
+    # process (pid 1 of its namespace: its end ends everything in it) dies with the
+    # bubblewrap process the grader kills.
+    die_with_parent()
     if layer == "fallback":
         from autograder.sandbox import fallback
 

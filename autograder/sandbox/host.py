@@ -195,8 +195,10 @@ class Sandbox:
         start = time.monotonic()
         config = self._fallback_config() if self.layer == FALLBACK else None
         try:
-            self.enforced = self._request(start + self.limits.start_seconds, "load",
-                                          self.limits.to_json(), source.to_json(), config)
+            # The slot picks the uid: the outer bubblewrap's pid, unique while it lives.
+            enforced = self._request(start + self.limits.start_seconds, "load",
+                                     self.limits.to_json(), source.to_json(), config, self.pid)
+            self.enforced = _bounded_strings(enforced, "what the sandbox enforces")
         except (TimeoutError, PeerGone) as e:
             why = "timed out" if isinstance(e, TimeoutError) else self.exit_description()
             tail = self._stderr_tail()
@@ -219,7 +221,8 @@ class Sandbox:
                     continue
                 cell_deadline = min(time.monotonic() + self.limits.cell_seconds, deadline)
                 try:
-                    problems += [str(p) for p in self._request(cell_deadline, "run_cell", index)]
+                    answer = self._request(cell_deadline, "run_cell", index)
+                    problems += _bounded_strings(answer, "the problems of a cell")
                 except TimeoutError:
                     if time.monotonic() >= deadline:
                         self.close()
@@ -312,7 +315,8 @@ class Sandbox:
 
     def close(self) -> None:
         """Kill the process and everything it started; remove its folder."""
-        if self.pid is not None:
+        reaped = self.proc is not None and self.proc.returncode is not None
+        if self.pid is not None and not reaped:  # a reaped pid may be someone else's now
             try:
                 os.killpg(self.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -333,6 +337,17 @@ class Sandbox:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
+
+
+MAX_PROBLEMS, MAX_PROBLEM_CHARS = 50, 2000
+
+
+def _bounded_strings(value, what: str) -> list[str]:
+    """``value`` if it is a list of strings (at most MAX_PROBLEMS, each bounded): the
+    student's process answers that, or it breaks the protocol."""
+    if type(value) is not list or any(type(v) is not str for v in value):
+        raise PeerGone(f"the student's process answered {what} with something else.")
+    return [v[:MAX_PROBLEM_CHARS] for v in value[:MAX_PROBLEMS]]
 
 
 _WARM: list[Sandbox] = []  # set in a copy forked from the fork server: its spare sandbox

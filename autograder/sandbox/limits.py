@@ -32,6 +32,7 @@ class Limits:
     reply_bytes: int = 64 * MiB  # one answer from the student's process, buffers included
     reply_header_bytes: int = 4 * MiB  # its JSON part (the decoder's memory is a small multiple)
     reply_depth: int = 64  # nesting of containers in one answer
+    reply_nodes: int = 250_000  # values in one answer (bounds the decoder's memory)
     text_chars: int = 4000  # one string that the grader keeps from an exception or a repr
 
     def to_json(self) -> str:

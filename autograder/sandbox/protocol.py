@@ -39,6 +39,7 @@ import hashlib
 import itertools
 import linecache
 import sys
+import weakref
 
 from autograder.sandbox.wire import (
     Decoder,
@@ -48,6 +49,8 @@ from autograder.sandbox.wire import (
     recv_message,
     send_message,
 )
+
+MAX_HANDLES_PER_ANSWER = 10_000
 
 
 class RemoteError(Exception):
@@ -159,6 +162,11 @@ class RemoteObject:
         object.__setattr__(self, "_type", type_name)
 
     def __getattr__(self, name):
+        # Names starting with "_" are answered here, never asked: a dunder that numpy or
+        # Python looks up (``__array_interface__``, ``__index__``...) would otherwise let
+        # the student's answer steer what the grader does with it.
+        if name.startswith("_"):
+            raise AttributeError(f"{name} (of an object in the student's process)")
         return self._client.request("getattr", self, name)
 
     def __setattr__(self, name, value):
@@ -192,11 +200,8 @@ class RemoteObject:
         return self._client.request("bool", self) is True
 
     def __repr__(self):
-        try:
-            value = self._client.request("repr", self)
-        except Exception:  # noqa: BLE001 - a repr must not fail a message
-            value = None
-        return value if type(value) is str else f"<{self._type} in the student's process>"
+        # Local: tracebacks and messages call repr() outside any time limit.
+        return f"<{self._type} in the student's process>"
 
     def __str__(self):
         value = self._client.request("str", self)
@@ -206,7 +211,8 @@ class RemoteObject:
         return self._client.request("callattr", self, "__enter__", (), {})
 
     def __exit__(self, *exc):
-        return self._client.request("callattr", self, "__exit__", (None, None, None), {})
+        self._client.request("callattr", self, "__exit__", (None, None, None), {})
+        return False  # the student's answer never swallows the check's own exception
 
 
 _REMOTE_GRAPH = None
@@ -271,15 +277,23 @@ class Client:
     def __init__(self, sock, limits):
         self.sock, self.limits = sock, limits
         self._ids = itertools.count(1)
-        self._handles: dict[int, RemoteObject] = {}
+        # Weak: a handle the check dropped is forgotten here too (a student sending many
+        # handles cannot make the grader keep them).
+        self._handles: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._handles_this_answer = 0
         self._synced_rng: bytes | None = None  # the grader's state after the last call
         self.deadline: float | None = None  # time.monotonic() past which a request fails
         self.broken = False
 
     def handle(self, handle_id, type_name) -> RemoteObject:
-        if handle_id not in self._handles:
-            self._handles[handle_id] = RemoteObject(self, handle_id, type_name)
-        return self._handles[handle_id]
+        self._handles_this_answer += 1
+        if self._handles_this_answer > MAX_HANDLES_PER_ANSWER:
+            raise WireError(f"an answer with more than {MAX_HANDLES_PER_ANSWER} objects.")
+        obj = self._handles.get(handle_id)
+        if obj is None:
+            obj = RemoteObject(self, handle_id, type_name)
+            self._handles[handle_id] = obj
+        return obj
 
     def handle_id(self, obj):
         if type(obj) is RemoteObject and object.__getattribute__(obj, "_client") is self:
@@ -308,7 +322,12 @@ class Client:
             if reply.get("id") != request_id or reply.get("kind") not in ("reply", "error"):
                 raise WireError("the student's process sent a message that is not the answer "
                                 "to the grader's request")
-            value, error = self._finish(reply, buffers, enc)
+            self._handles_this_answer = 0
+            try:
+                value, error = self._finish(reply, buffers, enc)
+            except (ValueError, TypeError, OverflowError, RuntimeError, MemoryError,
+                    RecursionError) as e:  # torch or numpy refusing what the bytes say
+                raise WireError(f"an unreadable answer ({type(e).__name__}).") from None
         except WireError as e:
             self.broken = True
             raise PeerGone(str(e), ended=isinstance(e, PeerEnded)) from None
@@ -346,7 +365,7 @@ class Client:
             return _graph_linker(self, enc.tensors)(data, graph_id)
 
         dec = Decoder(buffers, make_handle=self.handle, link=link, originals=enc.mutables,
-                      max_depth=limits.reply_depth)
+                      max_depth=limits.reply_depth, max_nodes=limits.reply_nodes)
         value = dec.decode(reply.get("value"))
         self._apply_updates(reply.get("updates", []), buffers, enc, dec.used)
         return value, None
@@ -365,7 +384,7 @@ class Client:
                     not 0 <= item[0] < len(originals):
                 raise WireError("malformed update.")
             dec = Decoder(buffers, make_handle=self.handle, originals=originals,
-                          max_depth=self.limits.reply_depth)
+                          max_depth=self.limits.reply_depth, max_nodes=self.limits.reply_nodes)
             if used:
                 dec.used = used  # a buffer of the value cannot be reused by an update
             decoded.append((originals[item[0]], dec.decode(item[1])))

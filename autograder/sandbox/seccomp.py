@@ -49,8 +49,10 @@ _REFUSED = (
     # other processes' memory, the kernel's keyrings, BPF, perf, userfaultfd, io_uring
     "ptrace", "process_vm_readv", "process_vm_writev", "keyctl", "add_key", "request_key",
     "bpf", "perf_event_open", "userfaultfd", "io_uring_setup",
-    # memory that the address-space limit would not count
-    "memfd_create", "memfd_secret",
+    # memory that the address-space limit would not count: memfd, SysV shared memory,
+    # semaphores and message queues, POSIX message queues (they outlive a detach)
+    "memfd_create", "memfd_secret", "shmget", "shmat", "shmctl", "shmdt", "semget", "semop",
+    "semctl", "semtimedop", "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open",
     # new sockets (the grader's connection is inherited, not made)
     "socket", "socketpair",
     # the machine itself
@@ -68,7 +70,9 @@ ARCHES = {
         "io_uring_setup": 425, "memfd_create": 319, "memfd_secret": 447, "socket": 41,
         "socketpair": 53, "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
         "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167,
-        "swapoff": 168, "acct": 163,
+        "swapoff": 168, "acct": 163, "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67,
+        "semget": 64, "semop": 65, "semctl": 66, "semtimedop": 220, "msgget": 68, "msgsnd": 69,
+        "msgrcv": 70, "msgctl": 71, "mq_open": 240,
     }),
     "aarch64": (0xC00000B7, {
         "clone": 220, "clone3": 435, "execve": 221, "execveat": 281, "unshare": 97,
@@ -80,6 +84,9 @@ ARCHES = {
         "memfd_create": 279, "memfd_secret": 447, "socket": 198, "socketpair": 199,
         "kexec_load": 104, "kexec_file_load": 294, "init_module": 105, "finit_module": 273,
         "delete_module": 106, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
+        "msgget": 186, "msgctl": 187, "msgrcv": 188, "msgsnd": 189, "semget": 190,
+        "semctl": 191, "semtimedop": 192, "semop": 193, "shmget": 194, "shmctl": 195,
+        "shmat": 196, "shmdt": 197, "mq_open": 180,
     }),
 }
 
@@ -140,4 +147,5 @@ def install() -> str:
         errno = ctypes.get_errno()
         raise OSError(errno, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(errno)}")
     return (f"seccomp: threads only (no fork, no programs), no namespaces, mounts, ptrace, "
-            f"memfd, new sockets, BPF or keyrings ({len(program) // 8} BPF instructions)")
+            f"memfd, SysV IPC, message queues, new sockets, BPF or keyrings "
+            f"({len(program) // 8} BPF instructions)")

@@ -192,15 +192,18 @@ class Decoder:
       back (the student's side); None refuses it (the grader's side).
     - link: ``link(tensor, graph_id)`` attaches autograd to a result tensor.
     - originals: what ``{"t": "arg", "i": k}`` stands for (the request's arguments).
-    - max_depth, max_chars: bounds on nesting and on every string.
+    - max_depth, max_chars, max_nodes: bounds on nesting, on every string, and on the
+      number of values (the decoder's memory).
     """
 
     def __init__(self, buffers, make_handle=None, resolve_own=None, link=None, originals=(),
-                 max_depth: int = 1000, max_chars: int | None = None):
+                 max_depth: int = 1000, max_chars: int | None = None,
+                 max_nodes: int | None = None):
         self.buffers, self.make_handle, self.resolve_own, self.link = (
             buffers, make_handle, resolve_own, link)
         self.originals = originals
-        self.max_depth, self.max_chars = max_depth, max_chars
+        self.max_depth, self.max_chars, self.max_nodes = max_depth, max_chars, max_nodes
+        self.nodes = 0
         self.used: set[int] = set()
         self.tensors: list = []  # tensors that require grad, in decoding order
         self.mutables: list = []  # (array, its bytes as received), lists, dicts, in order
@@ -226,6 +229,9 @@ class Decoder:
     def decode(self, tree, depth: int = 0):
         if depth > self.max_depth:
             raise WireError(f"a value nested more than {self.max_depth} levels deep.")
+        self.nodes += 1
+        if self.max_nodes is not None and self.nodes > self.max_nodes:
+            raise WireError(f"an answer of more than {self.max_nodes} values.")
         if tree is None or type(tree) in (bool, int, float):
             return tree
         if type(tree) is str:

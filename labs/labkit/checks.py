@@ -35,10 +35,15 @@ class CheckFailure(AssertionError):
 
 
 def _to_numpy(a):
-    """Return ``a`` as a numpy array (torch tensors are detached and moved to the CPU)."""
+    """Return ``a`` as a numpy array (torch tensors are detached and moved to the CPU).
+    Raises CheckFailure when ``a`` is not numbers (an object array would compare wrongly)."""
     if hasattr(a, "detach") and hasattr(a, "cpu"):
         a = a.detach().cpu().numpy()
-    return np.asarray(a)
+    out = np.asarray(a)
+    if out.dtype == object:
+        raise CheckFailure(f"expected numbers (a numpy array, a tensor or a number), got "
+                           f"{type(a).__name__!s:.80}.")
+    return out
 
 
 def rel_error(a, b):
