@@ -164,7 +164,7 @@ def _setup_imports_by_checks_file() -> dict[str, list[str]]:
     Read as plain JSON: nbformat's import and validation cost seconds at start-up."""
     from autograder.execute import AnswerSource
     from autograder.labs import all_labs
-    from autograder.sandbox.host import setup_imports
+    from autograder.sandbox.host import setup_imports, spare_imports
 
     table = {}
     for lab in all_labs():
@@ -174,7 +174,7 @@ def _setup_imports_by_checks_file() -> dict[str, list[str]]:
             if cell.get("cell_type") == "code" and grade_id.startswith("setup"):  # notebook.py
                 source = cell.get("source", "")
                 cells.append((grade_id, "".join(source) if isinstance(source, list) else source))
-        table[str(lab.checks_file)] = setup_imports(AnswerSource(lab, cells, []))
+        table[str(lab.checks_file)] = spare_imports(setup_imports(AnswerSource(lab, cells, [])))
     return table
 
 

@@ -330,11 +330,11 @@ def pytest_sessionstart(session):
 
         sandbox = take_warm_sandbox(limits_of(session.config), Path(path).stem)
         if sandbox is None:
-            from autograder.sandbox.host import WARM_MODULES, setup_imports
+            from autograder.sandbox.host import WARM_MODULES, setup_imports, spare_imports
 
             try:  # the runner's JSON answer source says what the lab imports
                 source = AnswerSource.from_json(Path(path).read_text(encoding="utf-8"))
-                modules = setup_imports(source) or WARM_MODULES
+                modules = spare_imports(setup_imports(source))
             except (OSError, ValueError, KeyError):
                 modules = WARM_MODULES
             sandbox = _new_sandbox(session.config, Path(path).stem)

@@ -58,6 +58,13 @@ class StudentProcess:
         self.source = AnswerSource.from_json(source_json)
         setup_only = AnswerSource(self.source.lab, self.source.setup, [], [])
         self.namespace, _ = build_namespace(setup_only)
+        # torch maps gigabytes of libraries (address space, not memory): imported before the
+        # address-space limit is set, so that a student's own `import torch` fits under it
+        # and the limit still counts every byte the student's code maps.
+        try:
+            importlib.import_module("torch")
+        except ImportError:
+            pass
         self._warm_up()
         enforced = confine(Limits.from_json(limits_json), self.layer, fallback_config, slot)
         discard_output()

@@ -72,13 +72,6 @@ def _vm_size() -> int:
 def set_rlimits(limits) -> list[str]:
     """Resource limits from ``limits``; returns what is enforced."""
     address_space = _vm_size() + int(limits.memory_bytes)
-    reserve = 0
-    if "torch" not in sys.modules:
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is not None:
-            reserve = int(limits.torch_reserve_bytes)
-            address_space += reserve
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, not the process
     for name, value in (("RLIMIT_AS", address_space), ("RLIMIT_FSIZE", limits.file_bytes),
                         ("RLIMIT_NOFILE", limits.open_files), ("RLIMIT_CORE", 0),
@@ -86,9 +79,8 @@ def set_rlimits(limits) -> list[str]:
         resource.setrlimit(getattr(resource, name), (int(value), int(value)))
     cpu = int(limits.cpu_seconds)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    extra = f", {reserve / 2**30:g} GiB more for torch's libraries" if reserve else ""
     return [f"memory: {limits.memory_bytes / 2**30:g} GiB of address space beyond the lab's "
-            f"imports{extra} (RLIMIT_AS, shared mappings included)",
+            f"imports and torch's (RLIMIT_AS, shared mappings included)",
             f"files written up to {limits.file_bytes // 2**20} MiB each, {limits.open_files} open "
             f"files, {limits.tasks} threads, {cpu} s of CPU (RLIMIT_FSIZE, NOFILE, NPROC, CPU)"]
 

@@ -39,8 +39,14 @@ BUBBLEWRAP = "bubblewrap"
 FALLBACK = "fallback"
 FALLBACK_WARNING = ("WEAKER SANDBOX: bubblewrap could not run on the grading machine, so this "
                     "submission ran under the fallback (Landlock and an audit hook)")
-# Imported by a new process when nothing says what its lab imports.
-WARM_MODULES = ("numpy", "labkit", "labkit.checks")
+# Imported by a new process when nothing says what its lab imports; torch always (see
+# child.load: it is imported before the address-space limit in every lab).
+WARM_MODULES = ("numpy", "torch", "labkit", "labkit.checks")
+
+
+def spare_imports(lab_imports) -> list[str]:
+    """What a process spawned for a lab imports ahead of need: its setup's, and torch."""
+    return list(dict.fromkeys([*lab_imports, "torch"]))
 
 
 def _data_dir() -> str | None:
@@ -190,7 +196,7 @@ class Sandbox:
         """Run the lab's setup cells in a fresh process (the spawned one, if unused), which
         then confines itself."""
         if self.pid is None or self.used:
-            self.spawn(setup_imports(source) or WARM_MODULES)
+            self.spawn(spare_imports(setup_imports(source)))
         self.used = True
         start = time.monotonic()
         config = self._fallback_config() if self.layer == FALLBACK else None

@@ -24,9 +24,6 @@ class Limits:
     load_seconds: float = 60.0  # the lab's setup cells and every answer cell together
     start_seconds: float = 60.0  # a new sandbox: start-up and the lab's imports
     memory_bytes: int = 2 * GiB  # address space beyond what the lab's imports use (RLIMIT_AS)
-    # More address space when the lab's setup did not import torch: what torch's libraries
-    # map if the student's code imports it (their reservations, mostly never touched).
-    torch_reserve_bytes: int = 4 * GiB
     disk_bytes: int = 256 * MiB  # the sandbox's only writable folder (a tmpfs of this size)
     file_bytes: int = 64 * MiB  # one file written (RLIMIT_FSIZE)
     open_files: int = 128  # RLIMIT_NOFILE
