@@ -26,7 +26,6 @@ import sys
 from autograder.sandbox import seccomp
 
 PR_SET_PDEATHSIG = 1
-PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 CAP_LAST = 63
 EINVAL = 22

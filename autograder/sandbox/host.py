@@ -100,15 +100,14 @@ class Sandbox:
     - limits: the ``Limits`` (every number it enforces).
     - label: who this is, for messages.
     - layer: force BUBBLEWRAP or FALLBACK (default: bubblewrap where it can run).
-    - fallback_protected: extra paths the fallback's audit hook refuses (tests).
     - landlock: False to test the fallback's audit hook alone.
     """
 
     def __init__(self, limits: Limits, label: str = "student", layer: str | None = None,
-                 fallback_protected=(), landlock: bool = True):
+                 landlock: bool = True):
         self.limits, self.label = limits, label
         self.layer, self.layer_note = (layer, "") if layer else choose_layer()
-        self.fallback_protected, self.landlock = list(fallback_protected), landlock
+        self.landlock = landlock
         self.proc: subprocess.Popen | None = None  # None once adopted by a forked copy
         self.pid: int | None = None
         self.client: Client | None = None
@@ -181,8 +180,7 @@ class Sandbox:
         from autograder.sandbox.fallback import read_paths
 
         return {"tmp": self.tmp, "read_paths": read_paths(_data_dir()), "landlock": self.landlock,
-                "protected_paths": [str(REPO / "autograder"), str(REPO / "solutions"),
-                                    *self.fallback_protected]}
+                "protected_paths": [str(REPO / "autograder"), str(REPO / "solutions")]}
 
     def _request(self, deadline: float, op: str, *args):
         self.client.deadline = deadline

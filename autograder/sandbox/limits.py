@@ -46,7 +46,3 @@ class Limits:
         if unknown:
             raise ValueError(f"unknown limits: {', '.join(unknown)}")
         return cls(**data)
-
-    def table(self) -> list[tuple[str, str]]:
-        """(name, value) for every limit, for the README and reports."""
-        return [(f.name, str(getattr(self, f.name))) for f in fields(self)]

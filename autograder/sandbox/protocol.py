@@ -77,21 +77,9 @@ def _torch():
     return sys.modules.get("torch")
 
 
-def grader_rng_state() -> bytes:
-    """The global random states a call may use (torch's and numpy's legacy one), as bytes."""
-    import numpy as np
-
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    parts = [keys.tobytes(), int(pos).to_bytes(4, "little"), bytes([has_gauss]),
-             np.float64(cached).tobytes()]
-    torch = _torch()
-    if torch is not None:
-        parts.append(torch.get_rng_state().numpy().tobytes())
-    return b"".join(parts)
-
-
 def rng_message() -> dict:
-    """The grader's global random states, as plain data for a request."""
+    """The grader's global random states (torch's CPU one and numpy's legacy one), as plain
+    data for a request; two of them compare equal when the states are the same."""
     import numpy as np
 
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -281,7 +269,7 @@ class Client:
         # handles cannot make the grader keep them).
         self._handles: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._handles_this_answer = 0
-        self._synced_rng: bytes | None = None  # the grader's state after the last call
+        self._synced_rng: dict | None = None  # the grader's state after the last call
         self.deadline: float | None = None  # time.monotonic() past which a request fails
         self.broken = False
 
@@ -312,9 +300,9 @@ class Client:
         request_id = next(self._ids)
         header = {"kind": "request", "id": request_id, "op": op, "args": tree,
                   "grad": torch.is_grad_enabled() if torch is not None else None}
-        state = grader_rng_state()
+        state = rng_message()
         if state != self._synced_rng:
-            header["rng"] = enc.encode(rng_message())
+            header["rng"] = enc.encode(state)
         try:
             send_message(self.sock, header, enc.buffers)
             reply, buffers = recv_message(self.sock, self.deadline, self.limits.reply_bytes,
@@ -352,7 +340,7 @@ class Client:
         torch = _torch()
         if torch is not None:  # the CPU generator only: torch.manual_seed costs 300x more
             torch.default_generator.manual_seed(seed)
-        self._synced_rng = grader_rng_state()
+        self._synced_rng = rng_message()
 
     def _finish(self, reply, buffers, enc):
         """Read an answer: (its value, None) or (None, the exception it reports)."""
