@@ -88,6 +88,9 @@ def command(argv: list[str], env: dict, limits, data_dir: str | None) -> list[st
         args += ["--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID),
                  "--gid", str(SANDBOX_GID), "--as-pid-1"]
     args += _system_binds()
+    # The sized tmpfs first: binds below /tmp (a repository cloned there) are then mounted
+    # inside it, instead of being hidden by it.
+    args += ["--perms", "1777", "--size", str(int(limits.disk_bytes)), "--tmpfs", SANDBOX_TMP]
     wanted = [*_python_paths(), *(str(REPO / rel) for rel in GRADER_FILES), str(REPO / "labs")]
     if data_dir:
         wanted.append(str(Path(data_dir).resolve()))
@@ -105,7 +108,6 @@ def command(argv: list[str], env: dict, limits, data_dir: str | None) -> list[st
     for path in bound:
         args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(int(limits.disk_bytes)), "--tmpfs", SANDBOX_TMP,
              # The root and /dev are tmpfs of bubblewrap's that the sandbox's uid owns when
              # run by a user: read-only, so the sized /tmp is the only place to write.
              "--remount-ro", "/dev", "--remount-ro", "/",
