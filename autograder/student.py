@@ -49,5 +49,17 @@ class InProcessStudent:
 
         return build_lent_module(spec, state_dict, train)
 
+    def _describe_module(self, module):
+        """``autograder.sandbox.modules.describe``, in-process."""
+        from autograder.sandbox.modules import describe_module
+
+        return describe_module(module)
+
+    def _load_state(self, module, chunk):
+        """One request of ``autograder.sandbox.modules.load_state``, in-process."""
+        from autograder.sandbox.modules import load_state_chunk
+
+        return load_state_chunk(module, chunk)
+
     def __repr__(self):
         return f"<student {self._label}>"

@@ -274,6 +274,62 @@ def test_a_lent_module_is_the_students_own_copy():
         sandbox.close()
 
 
+@pytest.mark.parametrize("transport", ["sandbox", "in-process"])
+def test_a_large_state_crosses_in_chunks_and_a_module_is_described(monkeypatch, transport):
+    """lend and load_state split a state into requests of at most CHUNK_BYTES; describe
+    reports what the student's copy is made of (its flags and modes), without weights."""
+    from autograder.sandbox import modules
+    from autograder.student import InProcessStudent
+
+    monkeypatch.setattr(modules, "CHUNK_BYTES", 400)  # this model's state is 1,852 bytes
+    code = ("import torch\n"
+            "def freeze_first(model):\n"
+            "    model[0].weight.requires_grad_(False)\n"
+            "    model[1].eval()\n")
+    spec = module_spec("torch.nn.Sequential", module_spec("torch.nn.Conv2d", 3, 8, 3),
+                       module_spec("torch.nn.BatchNorm2d", 8), module_spec("torch.nn.Flatten"),
+                       module_spec("torch.nn.Linear", 8, 2))
+    torch.manual_seed(1)
+    ours = build_module(spec)
+    with torch.no_grad():
+        ours[1].running_mean.uniform_()
+    if transport == "sandbox":
+        sandbox, student = open_sandbox(code)
+    else:
+        sandbox, student = None, InProcessStudent({"freeze_first": _exec(code)["freeze_first"]})
+    try:
+        theirs = lend(student, spec, ours.state_dict(), train=True)
+        for key, value in ours.state_dict().items():
+            torch.testing.assert_close(theirs.state_dict()[key], value)
+        student.freeze_first(theirs)
+        seen = modules.describe(student, theirs)
+        assert seen["type"] == "Sequential" and seen["training"] is True
+        assert [(m["name"], m["type"], m["training"]) for m in seen["modules"]] == [
+            ("", "Sequential", True), ("0", "Conv2d", True), ("1", "BatchNorm2d", False),
+            ("2", "Flatten", True), ("3", "Linear", True)]
+        assert [(p["name"], p["shape"], p["requires_grad"]) for p in seen["parameters"]] == [
+            ("0.weight", [8, 3, 3, 3], False), ("0.bias", [8], True), ("1.weight", [8], True),
+            ("1.bias", [8], True), ("3.weight", [2, 8], True), ("3.bias", [2], True)]
+        assert [b["name"] for b in seen["buffers"]] == [
+            "1.running_mean", "1.running_var", "1.num_batches_tracked"]
+        assert seen["state_keys"] == list(ours.state_dict())
+        wrong = {"0.weight": ours[0].weight.detach(), "9.weight": torch.zeros(1)}
+        missing, unexpected = modules.load_state(student, theirs, wrong)
+        assert unexpected == ["9.weight"] and "0.weight" not in missing
+        assert set(missing) == set(ours.state_dict()) - {"0.weight"}
+        with pytest.raises(Exception, match="expected a torch.nn.Module"):
+            modules.describe(student, [1, 2])
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+
+
+def _exec(code: str) -> dict:
+    namespace: dict = {}
+    exec(compile(code, "<student>", "exec"), namespace)  # noqa: S102 - our own test code
+    return namespace
+
+
 @pytest.mark.parametrize("landlock", [True, False])
 def test_fallback_fences_files_and_says_so(tmp_path, landlock):
     """Where bubblewrap cannot run: Landlock, or the audit hook alone (a kernel without

@@ -99,6 +99,18 @@ class StudentProcess:
 
         return build_lent_module(spec, state_dict, train)
 
+    @staticmethod
+    def describe_module(module):
+        from autograder.sandbox.modules import describe_module
+
+        return describe_module(module)
+
+    @staticmethod
+    def load_state(module, chunk):
+        from autograder.sandbox.modules import load_state_chunk
+
+        return load_state_chunk(module, chunk)
+
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -112,7 +124,8 @@ def main(argv=None) -> int:
     process = StudentProcess(layer)
     Server(sock, ops={
         "load": process.load, "run_cell": process.run_cell, "name": process.name,
-        "build_module": process.build_module, "ping": lambda: "pong",
+        "build_module": process.build_module, "describe_module": process.describe_module,
+        "load_state": process.load_state, "ping": lambda: "pong",
     }).serve_forever()
     return 0
 

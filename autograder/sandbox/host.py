@@ -407,5 +407,11 @@ class SandboxStudent:
     def _build_module(self, spec, state_dict=None, train=None):
         return self._sandbox.client.request("build_module", spec, state_dict, train)
 
+    def _describe_module(self, module):
+        return self._sandbox.client.request("describe_module", module)
+
+    def _load_state(self, module, chunk):
+        return self._sandbox.client.request("load_state", module, chunk)
+
     def __repr__(self):
         return f"<student {self._sandbox.label} (sandboxed)>"

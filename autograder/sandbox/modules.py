@@ -10,8 +10,9 @@ student's process to build another from the same spec and state:
     theirs = lend(student, spec, ours.state_dict(), train=True)
     student.ensemble_predict([theirs], x, "vote")  # a handle of the student's copy
 
-A spec names a class or builder in an allowed namespace (``torch.nn.*`` and
-``torchvision.models.*``, and ``CallRecorder`` below) with plain-data
+A spec names a class or builder in an allowed namespace (``torch.nn.*``,
+``torchvision.models.*``, the labs' own ``labkit.*`` models, and
+``CallRecorder`` below) with plain-data
 arguments, which may themselves be specs. Whatever the student's code does
 to its copy stays in its process.
 """
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import importlib
 
-_ALLOWED_PREFIXES = ("torch.nn.", "torchvision.models.")
+# labkit is ours and bound read-only into the sandbox: its models (the zoo) can be lent.
+_ALLOWED_PREFIXES = ("torch.nn.", "torchvision.models.", "labkit.")
 SPEC_TAG = "__module__"
 
 
@@ -34,7 +36,7 @@ def _resolve(name: str):
         return CallRecorder
     if type(name) is not str or not name.startswith(_ALLOWED_PREFIXES) or "._" in name:
         raise ValueError(f"{name!r} is not a module that can be built for a check "
-                         f"(only torch.nn.* and torchvision.models.*).")
+                         f"(only torch.nn.*, torchvision.models.* and labkit.*).")
     module_name, _, attr = name.rpartition(".")
     target = getattr(importlib.import_module(module_name), attr, None)
     if target is None or not callable(target):
@@ -72,12 +74,99 @@ def build_lent_module(spec: dict, state_dict=None, train: bool | None = None):
     return module
 
 
+# A state larger than this crosses in several requests (a VGG16 holds 553 MB of weights;
+# one message is bounded by the sandbox's limits).
+CHUNK_BYTES = 32 * 2**20
+
+
 def lend(student, spec: dict, state_dict=None, train: bool | None = None):
     """A module built from ``spec`` (and ``state_dict``) on the student's side: a handle
     of it under the sandbox, a fresh module of its own in-process."""
-    if state_dict is not None:  # an OrderedDict is not plain data: send a dict of tensors
-        state_dict = {str(k): v for k, v in state_dict.items()}
-    return student._build_module(spec, state_dict, train)
+    if state_dict is None or _nbytes(state_dict.values()) <= CHUNK_BYTES:
+        return student._build_module(spec, _plain_state(state_dict), train)
+    module = student._build_module(spec, None, train)
+    missing, unexpected = load_state(student, module, state_dict)
+    if missing or unexpected:
+        raise ValueError(f"the state does not fit {spec[SPEC_TAG]}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}.")
+    return module
+
+
+def load_state(student, module, state_dict) -> tuple[list[str], list[str]]:
+    """Load ``state_dict`` into the student's ``module`` (a handle), in requests of at most
+    ``CHUNK_BYTES``, like ``load_state_dict(strict=True)`` but without raising: returns the
+    (missing, unexpected) key names, both empty when every key matched. A key whose shape
+    differs raises the student's RuntimeError, as torch does."""
+    state = _plain_state(state_dict)
+    unexpected: list[str] = []
+    chunk: dict = {}
+    for key, value in state.items():
+        if chunk and _nbytes([*chunk.values(), value]) > CHUNK_BYTES:
+            unexpected += student._load_state(module, chunk)
+            chunk = {}
+        chunk[key] = value
+    if chunk or not state:
+        unexpected += student._load_state(module, chunk)
+    keys = set(describe(student, module)["state_keys"])
+    return sorted(keys - set(state)), sorted(unexpected)
+
+
+def describe(student, module) -> dict:
+    """What the student's ``module`` (a handle) is made of, as plain data, without its
+    weights: {"type": class name, "training": bool, "modules": [{"name", "type",
+    "training"}] (every submodule, the root first with name ""), "parameters": [{"name",
+    "shape", "dtype", "requires_grad"}], "buffers": [{"name", "shape", "dtype"}],
+    "state_keys": the keys of its state_dict}. Parameters shared by two submodules are
+    listed once, as ``named_parameters`` does."""
+    return student._describe_module(module)
+
+
+def _nbytes(tensors) -> int:
+    return sum(int(t.numel()) * t.element_size() for t in tensors)
+
+
+def _plain_state(state_dict):
+    # An OrderedDict is not plain data: send a dict of tensors.
+    return None if state_dict is None else {str(k): v for k, v in state_dict.items()}
+
+
+# The two halves that run where the module lives (the student's process, or in-process).
+# They call torch.nn.Module's own methods, so that a module's overrides cannot change
+# what is reported.
+
+
+def describe_module(module) -> dict:
+    import torch
+
+    nn = torch.nn.Module
+    if not isinstance(module, nn):
+        raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}.")
+
+    def shape(t):
+        return [int(n) for n in t.shape]
+
+    return {
+        "type": type(module).__name__,
+        "training": bool(module.training),
+        "modules": [{"name": name, "type": type(m).__name__, "training": bool(m.training)}
+                    for name, m in nn.named_modules(module)],
+        "parameters": [{"name": name, "shape": shape(p), "dtype": str(p.dtype),
+                        "requires_grad": bool(p.requires_grad)}
+                       for name, p in nn.named_parameters(module)],
+        "buffers": [{"name": name, "shape": shape(b), "dtype": str(b.dtype)}
+                    for name, b in nn.named_buffers(module)],
+        "state_keys": [str(k) for k in nn.state_dict(module, keep_vars=True)],
+    }
+
+
+def load_state_chunk(module, chunk: dict) -> list[str]:
+    """Load part of a state (strict=False); returns the keys that the module lacks."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}.")
+    result = torch.nn.Module.load_state_dict(module, chunk, strict=False)
+    return [str(k) for k in result.unexpected_keys]
 
 
 try:
