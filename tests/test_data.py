@@ -380,3 +380,114 @@ def test_py2_pickle_helper_round_trips(encoding):
     key = (lambda k: k.encode()) if encoding == "bytes" else (lambda k: k)
     assert back[key("labels")] == [1, 2]
     assert np.array_equal(back[key("data")], obj["data"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical poses (the data-augmentation lab): centred, upright, never mirrored
+
+
+def test_canonical_shapes_are_deterministic_and_keep_labels():
+    x1, y1 = data.generate_shapes(40, seed=5, canonical=True)
+    x2, y2 = data.generate_shapes(40, seed=5, canonical=True)
+    assert x1.tobytes() == x2.tobytes() and y1.tobytes() == y2.tobytes()
+    assert x1.shape == (40, 3, 32, 32) and x1.dtype == np.uint8 and y1.dtype == np.int64
+    x_std, y_std = data.generate_shapes(40, seed=5)
+    assert np.array_equal(y1, y_std)  # the same labels, in the same order
+    assert x1.tobytes() != x_std.tobytes()  # but other pictures
+
+
+def test_canonical_option_leaves_the_default_images_unchanged():
+    # canonical=False is the default, byte for byte, and the meta of the standard caches is
+    # the one they were written with (no new key), so that no cache is made stale.
+    for task in ("source", "target"):
+        a = data.generate_shapes(30, seed=7, task=task)
+        b = data.generate_shapes(30, seed=7, task=task, canonical=False)
+        assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+    assert "canonical" not in data._expected_meta("shapes", "train")
+    assert data._expected_meta("shapes", "train", canonical=True)["canonical"] is True
+    assert data.FORMAT_VERSION == 1
+
+
+def _pose_free_render(monkeypatch, canonical, **params):
+    """Render with everything but the shape switched off: a flat background, no clutter,
+    no noise, no shading, so that the pixels show the shape's mask alone."""
+    monkeypatch.setitem(data.GENERATOR_PARAMS, "back_clutter_prob", [])
+    monkeypatch.setitem(data.GENERATOR_PARAMS, "front_clutter_prob", [])
+    monkeypatch.setitem(data.GENERATOR_PARAMS, "noise_std", [0.0, 0.0])
+    monkeypatch.setitem(data.GENERATOR_PARAMS, "stripes_fill_prob", 0.0)
+    for key, value in params.items():
+        monkeypatch.setitem(data.GENERATOR_PARAMS, key, value)
+    return data.generate_shapes(200, seed=11, canonical=canonical)
+
+
+def _masks(x):
+    """Where each image differs from its own corner pixel: the shape (flat backgrounds)."""
+    corner = x[:, :, :1, :1].astype(int)
+    return (np.abs(x.astype(int) - corner).sum(axis=1) > 60)
+
+
+def test_canonical_shapes_are_centred_upright_and_unmirrored(monkeypatch):
+    monkeypatch.setattr(data, "_background", _flat_background)
+    x, y = _pose_free_render(monkeypatch, canonical=True)
+    masks = _masks(x)
+    coords = np.arange(32) - 15.5
+    for k in range(10):
+        sel = masks[y == k]
+        assert len(sel) >= 10
+        # Centred: every image of a class has its shape at the same place (up to scale),
+        # and a class symmetric about the vertical axis is centred horizontally.
+        cx = (sel * coords[None, None, :]).sum(axis=(1, 2)) / sel.sum(axis=(1, 2))
+        cy = (sel * coords[None, :, None]).sum(axis=(1, 2)) / sel.sum(axis=(1, 2))
+        assert cx.std() < 0.6 and cy.std() < 0.8, (data.SOURCE_CLASSES[k], cx.std(), cy.std())
+        if data.SOURCE_CLASSES[k] != "crescent":  # the only shape that is not symmetric
+            assert abs(cx.mean()) < 0.5, (data.SOURCE_CLASSES[k], cx.mean())
+    # Never mirrored, never rotated: the crescent always opens to the right, so its mass
+    # sits on the left of the centre in every image.
+    crescents = masks[y == data.SOURCE_CLASSES.index("crescent")]
+    cx = (crescents * coords[None, None, :]).sum(axis=(1, 2)) / crescents.sum(axis=(1, 2))
+    assert (cx < -0.5).all(), cx
+
+
+def test_standard_shapes_do_move_rotate_and_mirror(monkeypatch):
+    # The same measure on the default images: what canonical=True removes is there.
+    monkeypatch.setattr(data, "_background", _flat_background)
+    x, y = _pose_free_render(monkeypatch, canonical=False)
+    masks = _masks(x)
+    coords = np.arange(32) - 15.5
+    crescents = masks[y == data.SOURCE_CLASSES.index("crescent")]
+    cx = (crescents * coords[None, None, :]).sum(axis=(1, 2)) / crescents.sum(axis=(1, 2))
+    assert cx.std() > 1.5 and (cx > 0.5).any() and (cx < -0.5).any(), cx
+
+
+def _flat_background(rng, b, x, y):
+    """A mid-grey background (the generator's draws are not needed for it)."""
+    img = np.full((b, 3, x.shape[-1], x.shape[-1]), 0.5, dtype=np.float32)
+    return img, np.full((b, 3), 0.5, dtype=np.float32)
+
+
+def test_load_dataset_canonical_has_its_own_cache(data_env, monkeypatch):
+    x_std, y_std = data.load_dataset("shapes", "train")
+    x_can, y_can = data.load_dataset("shapes", "train", canonical=True)
+    n, seed = SMALL_SIZES[("shapes", "train")]
+    xg, yg = data.generate_shapes(n, seed, canonical=True)
+    assert np.array_equal(x_can, xg) and np.array_equal(y_can, yg)
+    assert np.array_equal(y_can, y_std) and not np.array_equal(x_can, x_std)
+    folder = data_env / "shapes"
+    assert sorted(p.name for p in folder.iterdir()) == ["train.npz", "train_canonical.npz"]
+    with np.load(folder / "train_canonical.npz") as f:
+        assert json.loads(str(f["meta"])) == data._expected_meta("shapes", "train", True)
+    with np.load(folder / "train.npz") as f:
+        assert json.loads(str(f["meta"])) == data._expected_meta("shapes", "train")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(data, "generate_shapes", must_not_run)
+    # Each reads its own file: neither is taken for the other.
+    assert np.array_equal(data.load_dataset("shapes", "train", canonical=True)[0], x_can)
+    assert np.array_equal(data.load_dataset("shapes", "train")[0], x_std)
+
+
+def test_canonical_cifar10_is_a_clear_error(data_env):
+    with pytest.raises(ValueError, match="canonical.*shapes"):
+        data.load_dataset("cifar10", "train", canonical=True)

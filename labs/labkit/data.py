@@ -25,6 +25,14 @@ Three data sets are known:
 The data set used when no name is given is read from the environment variable
 ``LAB_DATASET`` (``export LAB_DATASET=cifar10``), so a lab runs unchanged on either set.
 
+Canonical poses (for the data-augmentation lab): ``load_dataset("shapes", "train",
+canonical=True)`` gives the same images with every shape centred, upright and never
+mirrored (its colours, scale, background, clutter and noise unchanged), so that a model
+trained on them has never seen the translations, rotations and mirror images that the
+standard test set holds, and augmentation by crops and flips has something to teach. It is
+cached in a file of its own (``data_dir() / "shapes" / "train_canonical.npz"``); the
+default images are not affected.
+
 Images are returned as raw ``uint8`` pixels in ``(N, C, H, W)`` order, as a convolution
 expects them; converting to float and standardizing is the lab's job.
 """
@@ -132,7 +140,9 @@ def class_names(name: str | None = None) -> list[str]:
     return list(table[name])
 
 
-def load_dataset(name: str | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def load_dataset(
+    name: str | None = None, split: str = "train", canonical: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Load one split of a data set as numpy arrays.
 
     Parameters
@@ -144,6 +154,11 @@ def load_dataset(name: str | None = None, split: str = "train") -> tuple[np.ndar
         ``LAB_DATASET``, or ``"shapes"`` when it is not set.
     split : str
         ``"train"`` or ``"test"``.
+    canonical : bool
+        For ``"shapes"`` and ``"shapes_target"`` only: when True, the same images (same
+        count, labels, colours, scale, background, clutter and noise) with every shape in
+        its canonical pose: centred, upright and never mirrored (see ``generate_shapes``).
+        Cached apart from the standard images. ``"cifar10"`` has no such option.
 
     Returns
     -------
@@ -155,7 +170,7 @@ def load_dataset(name: str | None = None, split: str = "train") -> tuple[np.ndar
     Raises
     ------
     ValueError
-        For an unknown name or split.
+        For an unknown name or split, or ``canonical=True`` with ``"cifar10"``.
     FileNotFoundError
         For ``"cifar10"`` when it has not been downloaded.
     """
@@ -163,8 +178,11 @@ def load_dataset(name: str | None = None, split: str = "train") -> tuple[np.ndar
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits are {', '.join(SPLITS)}")
     if name == "cifar10":
+        if canonical:
+            raise ValueError("canonical=True exists for the shapes data sets only; CIFAR-10's "
+                             "photos have no canonical pose.")
         return _load_cifar10(split)
-    return _load_shapes(name, split)
+    return _load_shapes(name, split, canonical=bool(canonical))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,19 +212,22 @@ def _load_cifar10(split: str) -> tuple[np.ndarray, np.ndarray]:
 # Shapes: the cache
 
 
-def _cache_path(name: str, split: str) -> Path:
-    return data_dir() / name / f"{split}.npz"
+def _cache_path(name: str, split: str, canonical: bool = False) -> Path:
+    return data_dir() / name / (f"{split}_canonical.npz" if canonical else f"{split}.npz")
 
 
-def _expected_meta(name: str, split: str) -> dict:
+def _expected_meta(name: str, split: str, canonical: bool = False) -> dict:
     n, seed = _SPLIT_SIZES[(name, split)]
-    return {
+    meta = {
         "version": FORMAT_VERSION,
         "n": n,
         "seed": seed,
         "task": _TASK_OF[name],
         "params": GENERATOR_PARAMS,
     }
+    if canonical:  # only then: the standard caches keep the meta they were written with
+        meta["canonical"] = True
+    return meta
 
 
 def _read_cache(path: Path, meta: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -255,14 +276,15 @@ def _umask() -> int:
     return mask
 
 
-def _load_shapes(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    meta = _expected_meta(name, split)
-    path = _cache_path(name, split)
+def _load_shapes(name: str, split: str, canonical: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    meta = _expected_meta(name, split, canonical)
+    path = _cache_path(name, split, canonical)
     cached = _read_cache(path, meta)
     if cached is not None:
         return cached
-    print(f"labkit.data: generating {name}/{split} ({meta['n']} images) into {path} ...")
-    x, y = generate_shapes(meta["n"], meta["seed"], task=meta["task"])
+    what = f"{name}/{split}" + (" in canonical poses" if canonical else "")
+    print(f"labkit.data: generating {what} ({meta['n']} images) into {path} ...")
+    x, y = generate_shapes(meta["n"], meta["seed"], task=meta["task"], canonical=canonical)
     _write_cache(path, x, y, meta)
     return x, y
 
@@ -271,8 +293,11 @@ def _load_shapes(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 # Shapes: the generator
 
 
-def generate_shapes(n: int, seed: int, task: str = "source") -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``n`` images of shapes; the same ``(n, seed, task)`` always gives the same bytes.
+def generate_shapes(
+    n: int, seed: int, task: str = "source", canonical: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n`` images of shapes; the same ``(n, seed, task, canonical)`` always gives the
+    same bytes.
 
     Each image shows one shape of its class, drawn anti-aliased from a signed-distance
     function at a random position, scale, rotation (within about 30 degrees) and
@@ -289,6 +314,13 @@ def generate_shapes(n: int, seed: int, task: str = "source") -> tuple[np.ndarray
     task : str
         ``"source"`` for the classes of ``"shapes"``, ``"target"`` for those of
         ``"shapes_target"`` (10 other classes, for transfer learning).
+    canonical : bool
+        False (the default): the pictures described above. True: every shape in its
+        canonical pose, centred on the image centre, upright (no rotation) and never
+        mirrored; everything else (labels, scale, colours, background, clutter, noise) is
+        drawn exactly as with False, so image ``i`` of both is the same picture but for the
+        shape's pose. A training set without the variations that the test set has: what
+        data augmentation (random crops, flips) can teach back.
 
     Returns
     -------
@@ -315,7 +347,7 @@ def generate_shapes(n: int, seed: int, task: str = "source") -> tuple[np.ndarray
         i, start = i_start
         stop = min(start + chunk, n)
         chunk_rng = np.random.default_rng([seed, task_id, i + 1])
-        x[start:stop] = _render(y[start:stop], chunk_rng, task)
+        x[start:stop] = _render(y[start:stop], chunk_rng, task, canonical)
 
     workers = min(len(starts), os.cpu_count() or 1, 8)
     if workers > 1:
@@ -605,8 +637,14 @@ def _shape_fill(rng, b, lx, ly, col, p_stripes):
     return col * shade[:, None] + col2 * bands[:, None]
 
 
-def _render(labels: np.ndarray, rng: np.random.Generator, task: str) -> np.ndarray:
-    """Draw one chunk of images of the given labels; returns (B, 3, H, W) uint8."""
+def _render(
+    labels: np.ndarray, rng: np.random.Generator, task: str, canonical: bool = False
+) -> np.ndarray:
+    """Draw one chunk of images of the given labels; returns (B, 3, H, W) uint8.
+
+    ``canonical``: the pose (centre, rotation, mirroring) is drawn as usual, so that every
+    later draw is the same, then replaced by the canonical one (centred, upright, unmirrored).
+    """
     p = GENERATOR_PARAMS
     b = len(labels)
     x, y = _grid(p["image_size"])
@@ -622,6 +660,9 @@ def _render(labels: np.ndarray, rng: np.random.Generator, task: str) -> np.ndarr
     ang = _u(rng, -rot, rot, b)
     scale = _u(rng, *p["scale_px"], b)
     mirror = np.where(rng.random((b, 1, 1)) < p["mirror_prob"], -1, 1).astype(np.float32)
+    if canonical:
+        cx, cy, ang, mirror = (np.zeros_like(cx), np.zeros_like(cy), np.zeros_like(ang),
+                               np.ones_like(mirror))
     ca, sa = np.cos(ang), np.sin(ang)
     lx = ((x - cx) * ca + (y - cy) * sa) * (mirror / scale)
     ly = (-(x - cx) * sa + (y - cy) * ca) / scale
