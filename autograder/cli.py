@@ -24,7 +24,7 @@ def cmd_selfcheck(args) -> int:
     ok = True
     for lab in labs:
         start = time.perf_counter()
-        result = selfcheck_lab(lab, jobs=args.jobs)
+        result = selfcheck_lab(lab, jobs=args.jobs, progress=sys.stderr.isatty())
         print(f"{result.summary()}   ({time.perf_counter() - start:.0f} s)", flush=True)
         if args.verbose:
             print("\n".join(mutant_table(result)))

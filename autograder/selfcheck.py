@@ -9,12 +9,14 @@ All three are graded like real submissions: notebooks, child processes.
 
 from __future__ import annotations
 
+import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from tqdm import tqdm
 
 from autograder.build import mutant_notebook, solved_notebook
 from autograder.labs import Lab
@@ -75,8 +77,9 @@ class LabSelfcheck:
         return out
 
 
-def selfcheck_lab(lab: Lab, jobs: int = 2) -> LabSelfcheck:
-    """Grade the reference, the stubs and every mutant of one lab."""
+def selfcheck_lab(lab: Lab, jobs: int = 2, progress: bool = False) -> LabSelfcheck:
+    """Grade the reference, the stubs and every mutant of one lab; with ``progress``, a bar
+    on stderr counts the graded notebooks (a lab takes minutes)."""
     solved = solved_notebook(lab)
     mutants = load_mutants(lab)
     with tempfile.TemporaryDirectory(prefix="selfcheck-") as tmp:
@@ -88,8 +91,14 @@ def selfcheck_lab(lab: Lab, jobs: int = 2) -> LabSelfcheck:
             path.parent.mkdir()
             nbformat.write(nb, path)
             paths.append((name, path))
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            reports = list(pool.map(lambda p: grade_notebook(p[1], lab, student=p[0]), paths))
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
+                tqdm(total=len(paths), desc=lab.name, unit="notebook", leave=False,
+                     disable=not progress, file=sys.stderr) as bar:
+            futures = [pool.submit(grade_notebook, path, lab, student=name)
+                       for name, path in paths]
+            for _ in as_completed(futures):
+                bar.update(1)
+            reports = [future.result() for future in futures]
     return LabSelfcheck(lab, reports[0], reports[1], list(zip(mutants, reports[2:], strict=True)))
 
 
