@@ -44,7 +44,9 @@ then one column per check, ``<lab>:<check>``, holding the points earned.
 ``bubblewrap`` is weaker and worth a look); ``statuses`` counts the checks by
 status, e.g. ``passed:12 failed:3 timeout:1``, so a TA can filter on it. The
 status and time of each check are in the JSON reports, not in the gradebook,
-whose check columns stay numbers a spreadsheet can add up.
+whose check columns stay numbers a spreadsheet can add up. Beside it,
+``summary.csv`` keeps one row per student and one column per lab, then the
+total (``summary_csv``).
 
 Report files: ``<out>/<folder>/<stem>.json`` and ``.md``, where the folder is
 the student id and the stem the lab when they are plain file names, else a
@@ -553,6 +555,37 @@ def gradebook_csv(reports: list[SubmissionReport]) -> str:
     return buf.getvalue()
 
 
+def summary_csv(reports: list[SubmissionReport]) -> str:
+    """One row per student: the points earned in each lab (empty when nothing was
+    submitted for it; 0 for a submission that could not be graded), then the total, the
+    points of every lab in the batch together, and the percent. Each lab's column says its
+    points: ``01_preprocessing (/37)``. A lab missing from a student's row counts 0 in
+    their total: it is the course's total, not the mean of what they handed in."""
+    reports = [r.cleaned() for r in reports]
+    labs = sorted({r.lab for r in reports})
+    points = {lab: max(r.max_score for r in reports if r.lab == lab) for lab in labs}
+    course_total = sum(points.values())
+    earned: dict[str, dict[str, float]] = {}
+    for r in reports:
+        row = earned.setdefault(r.student, {})
+        row[r.lab] = max(row.get(r.lab, 0.0), r.score)  # duplicates are error rows (0)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["student", *(f"{lab} (/{points[lab]:g})" for lab in labs),
+                     "total", "max_total", "percent"])
+    for student in sorted(earned):
+        row = earned[student]
+        total = sum(row.values())
+        percent = 100 * total / course_total if course_total else 0.0
+        writer.writerow([csv_text(student),
+                         *(f"{row[lab]:g}" if lab in row else "" for lab in labs),
+                         f"{total:g}", f"{course_total:g}", f"{percent:.1f}"])
+    return buf.getvalue()
+
+
 def write_gradebook(reports: list[SubmissionReport], path) -> Path:
+    """``path`` (the detailed gradebook) and ``summary.csv`` beside it (a row per student)."""
+    path = Path(path)
     write_atomic(path, gradebook_csv(reports))
-    return Path(path)
+    write_atomic(path.with_name("summary.csv"), summary_csv(reports))
+    return path

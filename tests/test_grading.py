@@ -64,6 +64,15 @@ def test_grade_a_class_folder(tmp_path, solved):
     assert len(check_cols) >= 15
     assert all(rows["bob"][c] == "0" for c in check_cols)
     assert rows["alice"]["statuses"] == f"passed:{len(check_cols)}"
+    # the summary: a row per student, the lab's points in its column's name, a total
+    summary = {r["student"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    points = rows["alice"]["max_score"]
+    column = f"01_preprocessing (/{points})"
+    assert list(summary["alice"]) == ["student", column, "total", "max_total", "percent"]
+    assert summary["alice"][column] == summary["alice"]["total"] == points
+    assert summary["alice"]["percent"] == "100.0"
+    assert summary["bob"][column] == summary["carol"][column] == "0"
+    assert summary["carol"]["max_total"] == points and summary["carol"]["percent"] == "0.0"
 
     bob = json.loads((out / "bob" / "01_preprocessing.json").read_text())
     assert bob["score"] == 0 and all(not c["message"] == "" for c in bob["checks"])
