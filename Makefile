@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 SUBMISSIONS ?=
+GRADE_ARGS ?=
 OUT ?= build/grades
 # JupyterLab refuses to run as root unless told; containers often run as root.
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -48,9 +49,9 @@ test: setup sandbox lint  ## ruff, the whole test suite, and the TA selfcheck
 check: setup sandbox  ## TA selfcheck: reference 100%, stubs 0%, every mutant caught
 	$(BIN)/python -m autograder selfcheck --verbose
 
-grade: setup sandbox  ## make grade SUBMISSIONS=<dir> OUT=<dir>
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<dir> [OUT=<dir>]"; exit 2; }
-	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT)
+grade: setup sandbox  ## make grade SUBMISSIONS=<dir> OUT=<dir> GRADE_ARGS="--jobs 2 --force"
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<dir> [OUT=<dir>] [GRADE_ARGS=\"--jobs 2 --force --time-limit 600\"]"; exit 2; }
+	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
 solutions: setup  ## the instructor's copy: every lab with the reference code
 	$(BIN)/python -m autograder build-solutions --out build/solutions

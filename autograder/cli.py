@@ -63,7 +63,7 @@ def cmd_grade(args) -> int:
                         force=args.force)
     for r in sorted(reports, key=lambda r: (r.student, r.lab)):
         status = f"error: {r.error.splitlines()[0]}" if r.error else f"{r.percent:5.1f}%"
-        print(f"{r.student:<20} {r.lab:<24} {r.score:g}/{r.max_score:g}  {status}")
+        print(f"{r.student:<20} {r.lab:<26} {r.score:>6g} /{r.max_score:>4g}  {status}")
     print(f"gradebook: {args.out}/summary.csv (a row per student), "
           f"{args.out}/gradebook.csv (a column per check); {len(reports)} submissions")
     return 0

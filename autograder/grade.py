@@ -346,7 +346,7 @@ def grade_all(paths, out_dir, jobs: int = 1, limits: Limits | None = None,
               f"(same file); --force grades them again.")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         graded = list(tqdm(pool.map(grade_one, todo), total=len(todo), desc="grading",
-                           unit="notebook", disable=not progress))
+                           unit="notebook", disable=not progress or not todo))
     graded_pairs = list(zip(graded, [sub.path for sub in todo], strict=True))
     reports, duplicates = _split_duplicates(done + graded_pairs, out_dir)
     error_rows += duplicates

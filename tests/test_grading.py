@@ -3,6 +3,7 @@ submissions that break in every way a student's can."""
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -74,6 +75,12 @@ def test_grade_a_class_folder(tmp_path, solved):
     assert summary["bob"][column] == summary["carol"][column] == "0"
     assert summary["carol"]["max_total"] == points and summary["carol"]["percent"] == "0.0"
 
+    umask = os.umask(0o022)
+    os.umask(umask)  # the grader's child inherited it: reports get 0666 less the umask
+    for name in ("gradebook.csv", "summary.csv", "bob/01_preprocessing.json",
+                 "bob/01_preprocessing.md"):
+        mode = (out / name).stat().st_mode & 0o777
+        assert mode == 0o666 & ~umask, f"{name}: mode {mode:o} with umask {umask:o}"
     bob = json.loads((out / "bob" / "01_preprocessing.json").read_text())
     assert bob["score"] == 0 and all(not c["message"] == "" for c in bob["checks"])
     feedback = (out / "bob" / "01_preprocessing.md").read_text()
