@@ -267,3 +267,19 @@ def test_framing_round_trip_and_end_of_stream():
     assert recv_message(b) == ({"kind": "reply"}, [b"abc"])
     with pytest.raises(WireError, match="gone"):
         recv_message(b)
+
+
+def test_a_students_frames_name_the_method_with_its_class():
+    """Feedback says `Preprocessor.__init__`, not a bare `__init__` that every class has."""
+    from autograder.sandbox.protocol import student_frames
+
+    source = ("class Preprocessor:\n"
+              "    def __init__(self):\n"
+              "        raise NotImplementedError()\n")
+    namespace: dict = {}
+    exec(compile(source, "<answer cell Preprocessor>", "exec"), namespace)
+    with pytest.raises(NotImplementedError) as info:
+        namespace["Preprocessor"]()
+    frames = student_frames(info.tb)
+    assert len(frames) == 1 and frames[0].startswith(
+        "  in Preprocessor.__init__ (answer cell 'Preprocessor', line 3)"), frames

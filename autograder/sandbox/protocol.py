@@ -112,7 +112,8 @@ def student_frames(tb) -> list[str]:
             text = linecache.getline(code.co_filename, tb.tb_lineno).strip()[:300]
             cell = code.co_filename[len("<answer cell ") : -1]
             where = f"answer cell {cell!r}, line {tb.tb_lineno}"
-            lines.append(f"  in {code.co_name[:100]} ({where}): {text}")
+            name = getattr(code, "co_qualname", code.co_name)  # Preprocessor.fit, not fit
+            lines.append(f"  in {name[:100]} ({where}): {text}")
         tb = tb.tb_next
     return lines[-20:]
 
