@@ -117,6 +117,12 @@ def build_release(out_dir) -> Path:
         for cell in nb.cells:  # labs are committed clean; make sure of it anyway
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
+            grading = cell.metadata.get("nbgrader", {})
+            if grading.get("locked") or grading.get("grade"):
+                # What nbgrader's LockCells does: JupyterLab then refuses to edit or delete
+                # the setup and the visible checks a student is meant to pass.
+                cell.metadata["editable"] = False
+                cell.metadata["deletable"] = False
         nbformat.write(nb, out / "labs" / lab.notebook.name)
     shutil.copytree(REPO / "labs" / "labkit", out / "labs" / "labkit", ignore=_IGNORE)
     for name in RELEASE_FILES:

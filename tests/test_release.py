@@ -33,6 +33,19 @@ def test_release_holds_what_students_need(release):
     assert find_leaks(release) == []
 
 
+def test_release_locks_the_setup_and_the_visible_checks(release):
+    for lab in LABS:
+        nb = nbformat.read(release / "labs" / lab.notebook.name, as_version=4)
+        for cell in nb.cells:
+            grading = cell.metadata.get("nbgrader", {})
+            locked = bool(grading.get("locked") or grading.get("grade"))
+            flags = (cell.metadata.get("editable", True), cell.metadata.get("deletable", True))
+            where = f"{lab.name}: cell {grading.get('grade_id', cell.source[:40])!r}"
+            assert flags == ((False, False) if locked else (True, True)), where
+            if grading.get("solution"):
+                assert not locked, f"{where} is an answer cell and must stay editable"
+
+
 def test_every_reference_function_is_fingerprinted():
     prints = reference_fingerprints()
     assert "solutions.preprocessing.Preprocessor.transform" in prints
