@@ -95,6 +95,10 @@ def test_release_works_on_its_own(release, tmp_path, lab):
     checks = [line for line in out.splitlines() if line.startswith("  ")]
     assert checks, out
     assert all("FAILED" in line and "NotImplementedError" in line for line in checks), out
+    # not an empty `NotImplementedError: ` (labkit.stubs): what to write, and where to start
+    assert all("is not written yet" in line for line in checks), out
+    assert f"0 of {len(checks)} visible checks pass" in out, out
+    assert f"next in {lab.notebook.name}: write `" in out, out
     nbformat.write(solved_notebook(lab), labs / lab.notebook.name)
     code, out = _visible(labs, lab.notebook.name)
     assert code == 0 and "All visible checks passed" in out, out

@@ -52,14 +52,26 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", help="lab notebooks to check")
     args = parser.parse_args(argv)
-    failed = 0
+    failed = total = 0
     for path in args.notebooks:
-        print(f"{path}:")
-        for grade_id, message in run_visible_checks(path):
+        results = run_visible_checks(path)
+        done = sum(not message for _, message in results)
+        print(f"{path}: {done} of {len(results)} visible checks pass")
+        for grade_id, message in results:
             print(f"  {'ok    ' if not message else 'FAILED'} {grade_id}"
                   + (f": {message.splitlines()[0][:200]}" if message else ""))
-            failed += bool(message)
-    print(f"{failed} visible check(s) failed." if failed else "All visible checks passed.")
+        # An unwritten stub's message names it (labkit.stubs): the first one is where to go on.
+        unwritten = [m for _, m in results if "is not written yet" in m]
+        if unwritten:
+            name = unwritten[0].split("`")[1]
+            print(f"next in {Path(path).name}: write `{name}` (its answer cell), then rerun.")
+        failed += len(results) - done
+        total += len(results)
+    if failed:
+        print(f"{total - failed} of {total} visible checks pass: each FAILED line says what "
+              f"to write or fix.")
+    else:
+        print("All visible checks passed.")
     return 1 if failed else 0
 
 
