@@ -103,7 +103,7 @@ def test_loading_uses_weights_only(monkeypatch):
 def test_missing_weights_say_how_to_rebuild(tmp_path, monkeypatch):
     target = copy_zoo(tmp_path, monkeypatch)
     (target / "shapes_resnet.pt").unlink()
-    with pytest.raises(zoo.ZooError, match=r"missing.*python data/pretrain\.py"):
+    with pytest.raises(zoo.ZooError, match=r"(?s)missing.*python data/pretrain\.py"):
         zoo.load_pretrained("shapes_resnet")
 
 
@@ -123,7 +123,7 @@ def test_corrupt_weights_fail_their_checksum(tmp_path, monkeypatch, damage):
     else:
         data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(zoo.ZooError, match=r"corrupt.*sha256.*python data/pretrain\.py"):
+    with pytest.raises(zoo.ZooError, match=r"(?s)corrupt.*sha256.*python data/pretrain\.py"):
         zoo.load_pretrained("shapes_resnet")
 
 
@@ -146,7 +146,7 @@ def test_a_malicious_weights_file_never_runs(tmp_path, monkeypatch):
     # A forged card: the checksum of the malicious file.
     cards["shapes_resnet"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     (target / "cards.json").write_text(json.dumps(cards))
-    with pytest.raises(zoo.ZooError, match=r"unreadable.*python data/pretrain\.py"):
+    with pytest.raises(zoo.ZooError, match=r"(?s)unreadable.*python data/pretrain\.py"):
         zoo.load_pretrained("shapes_resnet")
     assert not marker.exists(), "the weights file's pickle ran code: load it with weights_only=True"
 
