@@ -52,6 +52,8 @@ BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 CELL_TIMEOUT = 600  # seconds per cell; the labs' experiments take 1-2 minutes on 2 CPU cores
 WARNING_PATTERN = r"\w*Warning\b"
+# nbgrader's course id (release_assignment and collect refuse to run without one).
+COURSE_ID = "advanced-convnets"
 
 CONFIG = f'''\
 """nbgrader configuration of the course, written by `python -m autograder build-nbgrader`.
@@ -61,7 +63,16 @@ The labs import `labkit` and the hidden tests import `autograder`: run nbgrader 
 the course repository's environment (its .venv), whose python the python3 kernel uses.
 """
 
+import os
+
 c = get_config()  # noqa: F821
+
+# The course's id, and its exchange (where release_assignment puts a lab for students to
+# fetch, and their submit puts their work for collect) inside this folder, instead of
+# nbgrader's system-wide /srv/nbgrader/exchange. On a shared JupyterHub, set this to one
+# folder that every student and instructor can reach, in everyone's nbgrader_config.py.
+c.CourseDirectory.course_id = {COURSE_ID!r}
+c.Exchange.root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exchange")
 
 
 # The labs' stubs: nbgrader replaces each solution region with this, indented like it.
@@ -338,9 +349,10 @@ def build_course(out_dir, labs: list[Lab] | None = None) -> list[Path]:
 
 
 
-def run_nbgrader(course, *args, timeout=3600) -> subprocess.CompletedProcess:
-    """Run ``nbgrader ARGS`` in ``course`` with its state (HOME, Jupyter and IPython
-    directories) under ``course/../home``, so that no global state is read or written.
+def run_nbgrader(course, *args, timeout=3600, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in ``course`` (or ``cwd``, a student's folder) with its state
+    (HOME, Jupyter and IPython directories) under ``course/../home``, so that no global
+    state is read or written.
 
     nbgrader needs this project's environment: its ``bin`` on PATH (nbgrader calls
     alembic) and a kernel that imports labkit and autograder.
@@ -358,5 +370,5 @@ def run_nbgrader(course, *args, timeout=3600) -> subprocess.CompletedProcess:
         "MPLBACKEND": "Agg",
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
     }  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd or course,
+                          env=env, capture_output=True, text=True, timeout=timeout)

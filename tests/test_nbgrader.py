@@ -9,6 +9,8 @@ the test's tmp dir, so that no global state is read or written.
 import ast
 import csv
 import html
+import os
+import pwd
 import re
 import subprocess
 import time
@@ -23,6 +25,7 @@ from autograder.mutants import load_mutants
 from autograder.nbgrader_course import (
     BEGIN_HIDDEN,
     BEGIN_SOLUTION,
+    COURSE_ID,
     build_course,
     clear_solutions,
     run_nbgrader,
@@ -41,8 +44,8 @@ NBGRADER_ADDED = {"checksum", "cell_type"}
 LOCK_FLAGS = {"editable", "deletable"}
 
 
-def nbgrader(course: Path, *args, timeout=900) -> subprocess.CompletedProcess:
-    proc = run_nbgrader(course, *args, timeout=timeout)
+def nbgrader(course: Path, *args, timeout=900, **kwargs) -> subprocess.CompletedProcess:
+    proc = run_nbgrader(course, *args, timeout=timeout, **kwargs)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
 
@@ -145,17 +148,33 @@ def test_nbgrader_flow_scores_like_the_grader(tmp_path):
     nbgrader(course, "generate_assignment", LAB01.name, "--force")
     solved = solved_notebook(LAB01)
     mutant = next(m for m in load_mutants(LAB01) if m.description == MUTANT)
+    # nbgrader's submit records the account that runs it: that student hands in the
+    # reference.
+    me = pwd.getpwuid(os.getuid()).pw_name
     students = {
-        "reference": solved,
+        me: solved,
         "stubs": nbformat.read(LAB01.notebook, 4),
         "mutant": mutant_notebook(LAB01, mutant, solved),
     }
-    # Where `nbgrader collect` puts submissions (collect itself needs an exchange
-    # directory and a running course service; zip_collect needs zips): submitted/.
-    for student, nb in students.items():
+    # The README's sequence as written: the course's config names the course and keeps
+    # the exchange inside the course folder. One student fetches, solves and submits;
+    # the two others are put where collect puts submissions (submitted/).
+    nbgrader(course, "release_assignment", LAB01.name)
+    assert (course / "exchange" / COURSE_ID / "outbound" / LAB01.name).is_dir()
+    desk = tmp_path / "students-desk"
+    desk.mkdir()
+    student_args = ["--course", COURSE_ID, f"--Exchange.root={course / 'exchange'}"]
+    nbgrader(course, "fetch_assignment", LAB01.name, *student_args, cwd=desk)
+    fetched = desk / LAB01.name / f"{LAB01.name}.ipynb"
+    assert fetched.is_file()
+    nbformat.write(solved, fetched)
+    nbgrader(course, "submit", LAB01.name, *student_args, cwd=desk)
+    nbgrader(course, "collect", LAB01.name)
+    assert (course / "submitted" / me / LAB01.name / f"{LAB01.name}.ipynb").is_file()
+    for student in ("stubs", "mutant"):
         path = course / "submitted" / student / LAB01.name / f"{LAB01.name}.ipynb"
         path.parent.mkdir(parents=True)
-        nbformat.write(nb, path)
+        nbformat.write(students[student], path)
 
     start = time.perf_counter()
     nbgrader(course, "autograde", LAB01.name, "--force")
@@ -174,7 +193,7 @@ def test_nbgrader_flow_scores_like_the_grader(tmp_path):
         row = exported[student]
         assert float(row["max_score"]) == report.max_score
         assert float(row["score"]) == pytest.approx(report.score), (student, report.to_markdown())
-    assert float(exported["reference"]["score"]) == float(exported["reference"]["max_score"])
+    assert float(exported[me]["score"]) == float(exported[me]["max_score"])
     assert float(exported["stubs"]["score"]) == 0
     assert 0 < float(exported["mutant"]["score"]) < float(exported["mutant"]["max_score"])
 
