@@ -332,15 +332,18 @@ def record_visible_checks(lab, recorder: Recorder) -> list[str]:
             except SyntaxError:
                 pass  # not Python: no statement to take from it (a NameError says so below)
 
-    def provide(name: str, before: int, for_what: str) -> None:
-        """Run the latest statement before cell ``before`` that assigns ``name``."""
+    def provide(name: str, before: int, for_what: str, before_stmt: int | None = None) -> None:
+        """Run the latest statement before cell ``before`` (or, with ``before_stmt``, before
+        that statement of cell ``before``) that assigns ``name``."""
         for index, tree in reversed(others):
-            if index >= before:
+            if index > before or (index == before and before_stmt is None):
                 continue
-            for stmt in reversed(tree.body):
+            body = tree.body[:before_stmt] if index == before else tree.body
+            for position in reversed(range(len(body))):
+                stmt = body[position]
                 if name in _assigned(stmt):
                     for needed in sorted(_free_names(stmt) - namespace.keys()):
-                        provide(needed, index, for_what)
+                        provide(needed, index, for_what, position)
                     recorder.context = f"notebook cell {index} (run for {for_what})"
                     code = compile(ast.Module(body=[stmt], type_ignores=[]),
                                    f"<{lab.name} cell {index}>", "exec")
