@@ -86,6 +86,7 @@ Options for JupyterLab: `make lab LAB_ARGS="--no-browser --port 8899"`.
 
 The labs run offline on *shapes*, a generated data set shaped like CIFAR-10;
 the first lab generates it under `data/` (about ten seconds, then cached).
+Lab 05's pretrained network ships in `data/zoo/` (weights and card; keep it).
 With internet access, `make data-cifar10` downloads the real CIFAR-10, and
 `LAB_DATASET=cifar10 make lab` runs the labs on it.
 
@@ -95,8 +96,11 @@ With internet access, `make data-cifar10` downloads the real CIFAR-10, and
 """
 
 # What a release holds, relative to the repository.
+# data/zoo is lab 05's pretrained network (weights and card): nothing is downloaded at
+# run time, so students need the shipped file; pretrain.py is how it was made.
 RELEASE_FILES = ["requirements.txt", "data/make_shapes.py", "data/download_cifar10.py",
-                 "data/README.md"]
+                 "data/pretrain.py", "data/README.md", "data/zoo/cards.json",
+                 "data/zoo/shapes_resnet.pt"]
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
 
 
@@ -130,7 +134,7 @@ def build_release(out_dir) -> Path:
         shutil.copy2(REPO / name, out / name)
     (out / "environment.yml").write_text(_student_environment(), encoding="utf-8")
     (out / "Makefile").write_text(STUDENT_MAKEFILE, encoding="utf-8")
-    (out / ".gitignore").write_text(".venv/\n__pycache__/\ndata/*/\n", encoding="utf-8")
+    (out / ".gitignore").write_text(".venv/\n__pycache__/\ndata/*/\n!data/zoo/\n", encoding="utf-8")
     labs = "\n".join(f"- `labs/{lab.notebook.name}`" for lab in all_labs())
     (out / "README.md").write_text(STUDENT_README.format(labs=labs), encoding="utf-8")
     leaks = find_leaks(out)

@@ -28,6 +28,10 @@ def test_release_holds_what_students_need(release):
         lab.notebook.name for lab in LABS
     ]
     assert (release / "labs" / "labkit" / "train.py").exists()
+    # lab 05's pretrained network: shipped, since nothing is downloaded at run time
+    for name in ("cards.json", "shapes_resnet.pt"):
+        assert (release / "data" / "zoo" / name).read_bytes() == \
+            (REPO / "data" / "zoo" / name).read_bytes(), name
     assert "make lab" in (release / "README.md").read_text()
     assert "-e ." not in (release / "environment.yml").read_text()
     assert find_leaks(release) == []
@@ -77,7 +81,9 @@ def _visible(labs_dir, notebook):
         [sys.executable, "-m", "labkit.visible", notebook],
         cwd=labs_dir, capture_output=True, text=True, timeout=1200,
         env={"PATH": "/usr/bin:/bin", "HOME": str(labs_dir.parent), "MPLBACKEND": "Agg",
-             "LAB_DATA_DIR": str(REPO / "data"), "PYTHONPATH": str(labs_dir)},
+             "LAB_DATA_DIR": str(REPO / "data"), "PYTHONPATH": str(labs_dir),
+             # the release's own zoo, not the repository's (LAB_DATA_DIR holds one too)
+             "LAB_ZOO_DIR": str(labs_dir.parent / "data" / "zoo")},
     )
     return proc.returncode, proc.stdout + proc.stderr
 
