@@ -1,5 +1,5 @@
 # The commands of the README. Set-up is idempotent: `.venv` is (re)built only
-# when it is missing or older than requirements.txt / pyproject.toml.
+# when it is missing or older than requirements*.txt / pyproject.toml.
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,11 +14,10 @@ ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup sandbox lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-staff.txt pyproject.toml
 	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet -e ".[staff]"
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -105,9 +105,13 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "
 
 
 def _student_environment() -> str:
-    """environment.yml without the editable install of the whole repository."""
+    """environment.yml without the editable install of the repository (and its staff
+    extra): students get requirements.txt only."""
     text = (REPO / "environment.yml").read_text(encoding="utf-8")
-    return "".join(line for line in text.splitlines(True) if line.strip() != "- -e .")
+    lines = [line for line in text.splitlines(True)
+             if not line.strip().startswith(("- -e ", "#"))]
+    return "# conda env create -f environment.yml && conda activate convnets-labs\n" + \
+        "".join(lines)
 
 
 def build_release(out_dir) -> Path:

@@ -34,6 +34,12 @@ def test_release_holds_what_students_need(release):
             (REPO / "data" / "zoo" / name).read_bytes(), name
     assert "make lab" in (release / "README.md").read_text()
     assert "-e ." not in (release / "environment.yml").read_text()
+    # students get what the labs need, not the staff's tools (nbgrader adds its menus to
+    # JupyterLab): the release's requirements are the repository's student list
+    shipped = (release / "requirements.txt").read_text()
+    assert shipped == (REPO / "requirements.txt").read_text()
+    for tool in ("nbgrader", "nbval", "pytest", "ruff"):
+        assert tool not in shipped and tool not in (release / "environment.yml").read_text()
     assert find_leaks(release) == []
 
 
