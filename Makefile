@@ -8,11 +8,15 @@ STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 SUBMISSIONS ?=
 GRADE_ARGS ?=
-OUT ?= build/grades
+# State that `make clean` never deletes (all git-ignored): the students' working copy of
+# the labs, the nbgrader course (gradebook database, collected submissions), the grades.
+WORK ?= work
+COURSE ?= course
+OUT ?= grades
 # JupyterLab refuses to run as root unless told; containers often run as root.
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup sandbox lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
+.PHONY: setup sandbox work lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
 
 $(STAMP): requirements.txt requirements-staff.txt pyproject.toml
 	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
@@ -35,8 +39,16 @@ sandbox:
 	    exit 1; \
 	  fi; }
 
-lab: setup  ## open the labs in JupyterLab
-	$(BIN)/jupyter lab --notebook-dir=labs $(ROOT_ARG) $(LAB_ARGS)
+# A working copy, so that saving a notebook never writes outputs into the tracked labs/:
+# each lab is copied once, and a copy that exists is never overwritten.
+work:
+	@mkdir -p $(WORK)
+	@for nb in labs/*.ipynb; do \
+	  test -e "$(WORK)/$$(basename $$nb)" || { cp "$$nb" "$(WORK)/" && echo "new in $(WORK)/: $$(basename $$nb)"; }; \
+	done
+
+lab: setup work  ## open the working copy of the labs (work/) in JupyterLab
+	$(BIN)/jupyter lab --notebook-dir=$(WORK) $(ROOT_ARG) $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -55,8 +67,8 @@ grade: setup sandbox  ## make grade SUBMISSIONS=<dir> OUT=<dir> GRADE_ARGS="--jo
 solutions: setup  ## the instructor's copy: every lab with the reference code
 	$(BIN)/python -m autograder build-solutions --out build/solutions
 
-nbgrader: setup  ## an nbgrader course directory in build/nbgrader (source/ with solutions and hidden tests)
-	$(BIN)/python -m autograder build-nbgrader --out build/nbgrader
+nbgrader: setup  ## the nbgrader course in course/ (source/ with solutions and hidden tests; its state is kept)
+	$(BIN)/python -m autograder build-nbgrader --out $(COURSE)
 
 release: setup  ## the student release in dist/student: no solutions, no hidden checks
 	$(BIN)/python -m autograder build-release --out dist/student
@@ -71,5 +83,5 @@ benchmark: setup  ## print measured figures: data generation, numpy vs torch con
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/convolutions.py
 
-clean:
+clean:  ## build outputs and caches only: never work/, course/ or grades/
 	rm -rf build .pytest_cache .ruff_cache
