@@ -16,7 +16,7 @@ OUT ?= grades
 # JupyterLab refuses to run as root unless told; containers often run as root.
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup sandbox work lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
+.PHONY: setup sandbox browser work lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
 
 $(STAMP): requirements.txt requirements-staff.txt pyproject.toml
 	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
@@ -47,13 +47,25 @@ work:
 	  test -e "$(WORK)/$$(basename $$nb)" || { cp "$$nb" "$(WORK)/" && echo "new in $(WORK)/: $$(basename $$nb)"; }; \
 	done
 
+# Headless Chromium for the browser test (tests/test_browser.py, through Playwright, which
+# cannot download its own browser here): Debian's package, installed as for bubblewrap.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (the browser test's browser)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: install it (sudo apt install chromium; dnf install chromium)"; \
+	    exit 1; \
+	  fi; }
+
 lab: setup work  ## open the working copy of the labs (work/) in JupyterLab
 	$(BIN)/jupyter lab --notebook-dir=$(WORK) $(ROOT_ARG) $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup sandbox lint  ## ruff, the whole test suite, and the TA selfcheck
+test: setup sandbox browser lint  ## ruff, the whole test suite, and the TA selfcheck
 	$(BIN)/python -m pytest
 	$(BIN)/python -m autograder selfcheck
 
