@@ -66,7 +66,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 test: setup sandbox browser lint  ## ruff, the whole test suite, and the TA selfcheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 	$(BIN)/python -m autograder selfcheck
 
 check: setup sandbox  ## TA selfcheck: reference 100%, stubs 0%, every mutant caught
