@@ -95,6 +95,13 @@ With internet access, `make data-cifar10` downloads the real CIFAR-10, and
 {labs}
 """
 
+# data/README.md cites the repository's tests and benchmarks, which students do not get.
+REPO_ONLY = ("tests/", "benchmarks/")
+DATA_README_NOTE = (
+    "> In the labs' release: the `tests/` and `benchmarks/` this page cites belong to the\n"
+    "> course's repository and are not shipped; everything else it names is here or is\n"
+    "> made on first use.\n\n")
+
 # What a release holds, relative to the repository.
 # data/zoo is lab 05's pretrained network (weights and card): nothing is downloaded at
 # run time, so students need the shipped file; pretrain.py is how it was made.
@@ -136,6 +143,9 @@ def build_release(out_dir) -> Path:
     for name in RELEASE_FILES:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, out / name)
+    data_readme = out / "data" / "README.md"
+    data_readme.write_text(DATA_README_NOTE + data_readme.read_text(encoding="utf-8"),
+                           encoding="utf-8")
     (out / "environment.yml").write_text(_student_environment(), encoding="utf-8")
     (out / "Makefile").write_text(STUDENT_MAKEFILE, encoding="utf-8")
     (out / ".gitignore").write_text(".venv/\n__pycache__/\ndata/*/\n!data/zoo/\n", encoding="utf-8")

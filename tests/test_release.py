@@ -1,6 +1,7 @@
 """The student release: it holds what students need and nothing of the
 solutions or the hidden checks, and it works on its own."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,30 @@ def test_release_holds_what_students_need(release):
     for tool in ("nbgrader", "nbval", "pytest", "ruff"):
         assert tool not in shipped and tool not in (release / "environment.yml").read_text()
     assert find_leaks(release) == []
+
+
+def test_release_data_readme_cites_only_what_it_ships(release):
+    """Every file the release's data/README names is shipped, made on first use (the data
+    sets), or flagged by the note as the repository's (tests, benchmarks)."""
+    from autograder.release import DATA_README_NOTE, REPO_ONLY
+
+    text = (release / "data" / "README.md").read_text()
+    assert text.startswith(DATA_README_NOTE)
+    generated = ("shapes/", "shapes_target/", "cifar10/", "data/cifar10")
+    cited = set()
+    for token in re.findall(r"`([^`]+)`", text):
+        for word in token.split():
+            word = word.strip("'\"()")
+            if re.fullmatch(r"[\w./-]+\.(py|pt|json)|[\w-]+/[\w./-]*", word):
+                cited.add(word)
+    assert "data/pretrain.py" in cited and "zoo/shapes_resnet.pt" in cited
+    missing = []
+    for word in sorted(cited):
+        if word.startswith(REPO_ONLY + generated):
+            continue
+        if not any((where / word).exists() for where in (release, release / "data")):
+            missing.append(word)
+    assert not missing, f"data/README.md cites files the release lacks: {missing}"
 
 
 def test_release_locks_the_setup_and_the_visible_checks(release):
