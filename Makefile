@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 LAB_ARGS ?=
 SUBMISSIONS ?=
 GRADE_ARGS ?=
+CLUSTER ?=
 # State that `make clean` never deletes (all git-ignored): the students' working copy of
 # the labs, the nbgrader course (gradebook database, collected submissions), the grades.
 WORK ?= work
@@ -72,9 +73,9 @@ test: setup sandbox browser lint  ## ruff, the whole test suite, and the TA self
 check: setup sandbox  ## TA selfcheck: reference 100%, stubs 0%, every mutant caught
 	$(BIN)/python -m autograder selfcheck --verbose
 
-grade: setup sandbox  ## make grade SUBMISSIONS=<dir> OUT=<dir> GRADE_ARGS="--jobs 2 --force"
+grade: setup sandbox  ## make grade SUBMISSIONS=<dir> OUT=<dir> GRADE_ARGS="--jobs 2 --force" [CLUSTER=local:4|tcp://host:8786]
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<dir> [OUT=<dir>] [GRADE_ARGS=\"--jobs 2 --force --time-limit 600\"]"; exit 2; }
-	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
+	$(BIN)/python -m autograder grade $(SUBMISSIONS) --out $(OUT) $(if $(CLUSTER),--cluster $(CLUSTER),) $(GRADE_ARGS)
 
 solutions: setup  ## the instructor's copy: every lab with the reference code
 	$(BIN)/python -m autograder build-solutions --out build/solutions

@@ -60,7 +60,7 @@ def cmd_grade(args) -> int:
     from autograder.grade import grade_all
 
     reports = grade_all(args.paths, args.out, jobs=args.jobs, limits=limits_from(args),
-                        force=args.force)
+                        force=args.force, cluster=args.cluster)
     for r in sorted(reports, key=lambda r: (r.student, r.lab)):
         status = f"error: {r.error.splitlines()[0]}" if r.error else f"{r.percent:5.1f}%"
         print(f"{r.student:<20} {r.lab:<26} {r.score:>6g} /{r.max_score:>4g}  {status}")
@@ -131,6 +131,9 @@ def main(argv=None) -> int:
                    help="size of a student's only writable folder (default 256)")
     p.add_argument("--force", action="store_true",
                    help="grade again submissions already graded into --out (same file)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="grade on a Dask cluster: a scheduler (tcp://host:8786) or local:N "
+                        "(N worker processes here); --jobs is then unused")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("build-solutions", help="write the labs with the reference code")
@@ -149,8 +152,13 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_list)
 
     args = parser.parse_args(argv)
+    from autograder.cluster import ClusterError
+
     try:
         return args.func(args)
     except (KeyError, FileNotFoundError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    except ClusterError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2

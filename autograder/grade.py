@@ -299,8 +299,22 @@ def _remove_stale_reports(out_dir: Path, roots, current: set[Path], refused: set
             json_path.with_suffix(".md").unlink(missing_ok=True)
 
 
+def grade_file(path, student: str, limits: Limits | None = None) -> SubmissionReport:
+    """One submission's report; a grader bug becomes an error row (never the student's
+    fault), so that it cannot stop a batch."""
+    try:
+        return grade_notebook(path, student=student, limits=limits)
+    except Exception as e:
+        lab = lab_from_path(path)
+        return SubmissionReport(
+            student, lab.name if lab else "unknown", str(path),
+            error=f"internal grader error ({type(e).__name__}: {e}): {GRADER_FAULT}.",
+        )  # fmt: skip
+
+
 def grade_all(paths, out_dir, jobs: int = 1, limits: Limits | None = None,
-              progress: bool = True, force: bool = False) -> list[SubmissionReport]:
+              progress: bool = True, force: bool = False, cluster: str | None = None,
+              **_cluster_opts) -> list[SubmissionReport]:
     """Grade every submission under ``paths`` into ``out_dir``.
 
     Writes ``out_dir/<student>/<lab>.json`` and ``.md`` per submission (each
@@ -310,7 +324,10 @@ def grade_all(paths, out_dir, jobs: int = 1, limits: Limits | None = None,
     the same file content is not graded again, unless ``force``. A refused
     submission is an error row and is never graded (see the module docstring).
     ``limits`` (the sandbox's ``Limits``, which the CLI builds from its options) go
-    to ``grade_notebook``; by default, the table's own.
+    to ``grade_notebook``; by default, the table's own. With ``cluster`` (a Dask
+    scheduler's address, or ``local:N``) the submissions are graded on its workers
+    instead of ``jobs`` local threads (``autograder.cluster``); everything else is the
+    same.
     """
     submissions = find_submissions(paths)
     out_dir = Path(out_dir)
@@ -329,14 +346,7 @@ def grade_all(paths, out_dir, jobs: int = 1, limits: Limits | None = None,
 
     def grade_one(sub: Submission) -> SubmissionReport:
         digest = file_digest(sub.path)
-        try:
-            report = grade_notebook(sub.path, student=sub.student, limits=limits)
-        except Exception as e:  # a grader bug must not stop the batch either
-            lab = lab_from_path(sub.path)
-            report = SubmissionReport(
-                sub.student, lab.name if lab else "unknown", str(sub.path),
-                error=f"internal grader error ({type(e).__name__}: {e}): {GRADER_FAULT}.",
-            )  # fmt: skip
+        report = grade_file(sub.path, sub.student, limits)
         report.digest = digest
         write_report(report, out_dir)
         return report
@@ -344,9 +354,21 @@ def grade_all(paths, out_dir, jobs: int = 1, limits: Limits | None = None,
     if done and progress:
         print(f"{len(done)} of {len(submissions)} submissions already graded "
               f"(same file); --force grades them again.")
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        graded = list(tqdm(pool.map(grade_one, todo), total=len(todo), desc="grading",
-                           unit="notebook", disable=not progress or not todo))
+    if cluster:
+        from autograder.cluster import grade_on_cluster
+
+        arrived = {}
+
+        def on_report(sub: Submission, report: SubmissionReport) -> None:
+            write_report(report, out_dir)
+            arrived[id(sub)] = report
+
+        grade_on_cluster(todo, cluster, limits, on_report, progress=progress, **_cluster_opts)
+        graded = [arrived[id(sub)] for sub in todo]
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            graded = list(tqdm(pool.map(grade_one, todo), total=len(todo), desc="grading",
+                               unit="notebook", disable=not progress or not todo))
     graded_pairs = list(zip(graded, [sub.path for sub in todo], strict=True))
     reports, duplicates = _split_duplicates(done + graded_pairs, out_dir)
     error_rows += duplicates
