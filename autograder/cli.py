@@ -24,7 +24,8 @@ def cmd_selfcheck(args) -> int:
     ok = True
     for lab in labs:
         start = time.perf_counter()
-        result = selfcheck_lab(lab, jobs=args.jobs, progress=sys.stderr.isatty())
+        result = selfcheck_lab(lab, jobs=args.jobs, progress=sys.stderr.isatty(),
+                               every_check=args.verbose or not args.fast)
         print(f"{result.summary()}   ({time.perf_counter() - start:.0f} s)", flush=True)
         if args.verbose:
             print("\n".join(mutant_table(result)))
@@ -115,6 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="notebooks graded at once")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="list which checks catch each mutant")
+    p.add_argument("--fast", action="store_true",
+                   help="stop grading each mutant at its first failing check (make test)")
     p.set_defaults(func=cmd_selfcheck)
 
     p = sub.add_parser("grade", help="grade notebooks or folders of submissions")

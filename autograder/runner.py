@@ -171,8 +171,10 @@ class ChecksRun:
     enforced: list[str] = field(default_factory=list)
 
 
-def run_checks(source: AnswerSource, limits: Limits) -> ChecksRun:
-    """Run every check of a lab on a submission's code, within ``limits``."""
+def run_checks(source: AnswerSource, limits: Limits, first_failure: bool = False) -> ChecksRun:
+    """Run every check of a lab on a submission's code, within ``limits``; with
+    ``first_failure``, stop at the first check that fails (the selfcheck's question about
+    a mutant is only whether it loses points) and mark the others not run."""
     lab = source.lab
     time_limit = limits.submission_seconds
     checks = {c["check"]: c for c in collect_checks(lab)}
@@ -196,7 +198,7 @@ def run_checks(source: AnswerSource, limits: Limits) -> ChecksRun:
             answers = Path(tmp) / "answers.json"
             answers.write_text(source.to_json(), encoding="utf-8")
             deselect = [f"--deselect={nodeid}::{name}" for name in results]
-            extra = ["--submission", str(answers), *deselect]
+            extra = ["--submission", str(answers), *deselect, *(["-x"] if first_failure else [])]
             code, output = _run_checks_child(_pytest_args(lab, stream, extra, limits), remaining,
                                              limits)
             events = _read_events(stream)
@@ -221,7 +223,7 @@ def run_checks(source: AnswerSource, limits: Limits) -> ChecksRun:
                 layer, enforced = str(event["layer"]), [str(e) for e in event["enforced"]]
             elif event["event"] == "finished":
                 finished = True
-        if finished:
+        if finished or (first_failure and any(not r.passed for r in results.values())):
             break
         if code is None:  # the whole submission ran out of time
             if running in checks:
@@ -234,15 +236,18 @@ def run_checks(source: AnswerSource, limits: Limits) -> ChecksRun:
                  "grader_error")
         elif not events:
             raise RuntimeError(f"the checks of {lab.name} did not start:\n{output}")
+    stopped = first_failure and any(not r.passed for r in results.values())
     for name in checks:
         if name not in results:
-            fail(name, "not run: the submission's time limit ran out before this check.",
-                 "not_run")
+            fail(name, "not run: an earlier check failed (stop at the first failure)."
+                 if stopped else "not run: the submission's time limit ran out before this "
+                 "check.", "not_run")
     return ChecksRun([results[name] for name in checks], problems, layer, enforced)
 
 
 def grade_notebook(
     path, lab: Lab | None = None, student: str | None = None, limits: Limits | None = None,
+    first_failure: bool = False,
 ) -> SubmissionReport:  # fmt: skip
     """Grade one notebook and return its report (never raises for a bad submission).
 
@@ -252,6 +257,7 @@ def grade_notebook(
     - student: the student's name in the report; by default the file's stem.
     - limits: what the submission may use (``Limits``; its submission_seconds bounds all
       its checks together).
+    - first_failure: stop at the first failing check (``run_checks``); never for grading.
     """
     path = Path(path)
     student = student or path.stem
@@ -268,7 +274,7 @@ def grade_notebook(
                 for c in collect_checks(lab)
             ]
         return report
-    run = run_checks(source, limits or Limits())
+    run = run_checks(source, limits or Limits(), first_failure=first_failure)
     problems = source.problems + [p for p in run.problems if p not in source.problems]
     return SubmissionReport(student, lab.name, str(path), run.results, problems=problems,
                             sandbox=run.sandbox, enforced=run.enforced)

@@ -77,9 +77,12 @@ class LabSelfcheck:
         return out
 
 
-def selfcheck_lab(lab: Lab, jobs: int = 2, progress: bool = False) -> LabSelfcheck:
+def selfcheck_lab(lab: Lab, jobs: int = 2, progress: bool = False,
+                  every_check: bool = True) -> LabSelfcheck:
     """Grade the reference, the stubs and every mutant of one lab; with ``progress``, a bar
-    on stderr counts the graded notebooks (a lab takes minutes)."""
+    on stderr counts the graded notebooks (a lab takes minutes). Without ``every_check``
+    a mutant's grading stops at its first failing check: enough to know it is caught,
+    not which checks catch it (``mutant_table`` then lists the first one only)."""
     solved = solved_notebook(lab)
     mutants = load_mutants(lab)
     with tempfile.TemporaryDirectory(prefix="selfcheck-") as tmp:
@@ -94,8 +97,9 @@ def selfcheck_lab(lab: Lab, jobs: int = 2, progress: bool = False) -> LabSelfche
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
                 tqdm(total=len(paths), desc=lab.name, unit="notebook", leave=False,
                      disable=not progress, file=sys.stderr) as bar:
-            futures = [pool.submit(grade_notebook, path, lab, student=name)
-                       for name, path in paths]
+            futures = [pool.submit(grade_notebook, path, lab, student=name,
+                                   first_failure=not every_check and i >= 2)
+                       for i, (name, path) in enumerate(paths)]
             for _ in as_completed(futures):
                 bar.update(1)
             reports = [future.result() for future in futures]

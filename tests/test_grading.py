@@ -174,3 +174,26 @@ def test_find_submissions_layouts(tmp_path):
     assert sorted(s.student for s in found) == ["alice", "bob", "carol"]
     with pytest.raises(FileNotFoundError, match="neither a notebook nor a folder"):
         find_submissions([tmp_path / "nowhere"])
+
+
+def test_first_failure_stops_a_mutant_at_its_first_failing_check(tmp_path, solved):
+    """The selfcheck's --fast: a mutant's grading ends at the first check it fails, the
+    rest are not run (and say why); the same failure as in a full grading."""
+    from autograder.build import mutant_notebook
+    from autograder.mutants import load_mutants
+
+    lab = find_lab("01")
+    mutant = load_mutants(lab)[0]
+    path = tmp_path / "mutant" / lab.notebook.name
+    path.parent.mkdir()
+    nbformat.write(mutant_notebook(lab, mutant, solved), path)
+    full = grade_notebook(path, lab, student="full")
+    fast = grade_notebook(path, lab, student="fast", first_failure=True)
+    failed_full = [c.check for c in full.checks if not c.passed]
+    statuses = [c.status for c in fast.checks]
+    first = next(i for i, c in enumerate(fast.checks) if not c.passed and c.status != "not_run")
+    assert fast.checks[first].check == failed_full[0]
+    assert all(s == "passed" for s in statuses[:first]), statuses
+    assert statuses[first + 1:] and all(s == "not_run" for s in statuses[first + 1:]), statuses
+    assert all("an earlier check failed" in c.message for c in fast.checks[first + 1:])
+    assert fast.score < full.max_score
