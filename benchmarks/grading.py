@@ -3,6 +3,7 @@ the sandboxed batch with one and two jobs.
 
     python benchmarks/grading.py --vs-nbgrader [--students 20] [--labs 01_preprocessing ...]
     python benchmarks/grading.py --class-size 200     # --jobs 1 vs --jobs 2, fixed cost
+    python benchmarks/grading.py --class-size 60 --cluster local:2   # --jobs 2 vs Dask
     python benchmarks/grading.py --overhead [--students 10] [--before REV]
 
 ``--overhead`` prints, per lab and in one run: the in-process time of the
@@ -279,6 +280,34 @@ def sandbox_batch(size: int) -> None:
           f"{start + forked:.2f} s; a fresh python -m pytest instead of the fork: {fresh:.2f} s")
 
 
+def cluster_batch(size: int, address: str) -> None:
+    """The same synthetic class with --jobs 2 and on the cluster, side by side, the
+    cluster's start-up timed apart (a batch on a running cluster does not pay it)."""
+    from autograder.cluster import open_client
+
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
+        work = Path(tmp)
+        make_mixed_class(work / "class", size)
+        print(f"synthetic Lab 01 class: {size} notebooks (reference, mutants, adversarial)")
+        t = time.perf_counter()
+        local = grade_all([work / "class"], work / "local", jobs=2, progress=False)
+        local_s = time.perf_counter() - t
+        t = time.perf_counter()
+        with open_client(address):
+            pass
+        start_s = time.perf_counter() - t
+        t = time.perf_counter()
+        remote = grade_all([work / "class"], work / "cluster", cluster=address, progress=False)
+        cluster_s = time.perf_counter() - t - (start_s if address.startswith("local:") else 0)
+        same = sorted((r.student, r.score) for r in local) == \
+            sorted((r.student, r.score) for r in remote)
+        print(f"--jobs 2:          {local_s:7.1f} s, {size / local_s:.2f} submissions/s")
+        print(f"--cluster {address}: {cluster_s:7.1f} s, {size / cluster_s:.2f} submissions/s "
+              f"(without the cluster's start-up, {start_s:.1f} s, timed apart)")
+        print(f"overhead of the cluster per submission: {(cluster_s - local_s) / size:+.2f} s "
+              f"({cluster_s / local_s - 1:+.1%}); same scores: {same}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vs-nbgrader", action="store_true", help="also time nbgrader autograde")
@@ -291,7 +320,12 @@ def main(argv=None) -> int:
                         help="per lab: checks in-process, sandboxed per submission, overhead")
     parser.add_argument("--before", default=None,
                         help="with --overhead: also grade with this git revision's grader")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="with --class-size: --jobs 2 against this Dask cluster (local:2)")
     args = parser.parse_args(argv)
+    if args.class_size and args.cluster:
+        cluster_batch(args.class_size, args.cluster)
+        return 0
     if args.class_size:
         sandbox_batch(args.class_size)
         return 0
