@@ -15,7 +15,9 @@ Conventions of the lab:
   order each docstring gives, then moved to the images' device; the same generator state
   therefore always gives the same output.
 - No function modifies its inputs: each returns new tensors, of the input's dtype and
-  device.
+  device. A float batch that requires grad goes through (torch refuses in-place writes
+  into it, which is how the checks see an input modified in place): compute out of
+  place, with torch operations.
 """
 
 import math
