@@ -20,6 +20,7 @@ import urllib.request
 
 import nbformat
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from autograder.build import solved_notebook
@@ -28,7 +29,7 @@ from autograder.labs import all_labs
 LAB01 = all_labs()[0]
 STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 SERVER_START_S = 120
-RUN_ALL_S = 1500  # a solved lab: about a minute idle, 10 minutes measured at load 17
+RUN_ALL_S = 900  # a solved lab: about a minute idle, 10 minutes measured at load 17
 
 
 def _chromium() -> str:
@@ -101,28 +102,85 @@ def browser():
         chromium.close()
 
 
-_KERNEL_IDLE = """() => {
-    const nb = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-    const kernel = nb && nb.sessionContext && nb.sessionContext.session &&
-        nb.sessionContext.session.kernel;
-    return !!kernel && kernel.status === 'idle' && !!nb.content && nb.content.widgets.length > 0;
+# The notebook at `path`, found by its path rather than as the current widget: JupyterLab
+# restores the last workspace (the other notebook of this module included) and may make
+# that one current after the page loads.
+_NOTEBOOK = """(path) => {
+    const app = window.jupyterapp;
+    if (!app) return null;
+    for (const w of app.shell.widgets('main')) {
+        if (w.context && w.context.path === path && w.content && w.sessionContext) return w;
+    }
+    return null;
 }"""
 
-_ALL_RUN = """() => {
-    const nb = window.jupyterapp.shell.currentWidget;
-    const kernel = nb.sessionContext.session.kernel;
-    if (kernel.status !== 'idle') return false;
-    const cells = Array.from(nb.content.model.cells);
-    return cells.filter(c => c.type === 'code').every(c => c.executionCount !== null);
-}"""
+
+def _with_finder(js: str) -> str:
+    return js.replace("FIND_NOTEBOOK", _NOTEBOOK)
+
+
+_KERNEL_IDLE = _with_finder("""(path) => {
+    const nb = (FIND_NOTEBOOK)(path);
+    const kernel = nb && nb.sessionContext.session && nb.sessionContext.session.kernel;
+    return !!kernel && kernel.status === 'idle' && nb.content.widgets.length > 0;
+}""")
+
+# Done when the kernel is idle with every code cell run, or as soon as a cell shows an
+# error (Run All stops there, so waiting longer would only hide it).
+_ALL_RUN_OR_ERROR = _with_finder("""(path) => {
+    const nb = (FIND_NOTEBOOK)(path);
+    const cells = Array.from(nb.content.model.cells).filter(c => c.type === 'code');
+    const failed = cells.some(c => {
+        for (let i = 0; i < c.outputs.length; i++) {
+            if (c.outputs.get(i).type === 'error') return true;
+        }
+        return false;
+    });
+    if (failed) return true;
+    if (nb.sessionContext.session.kernel.status !== 'idle') return false;
+    return cells.every(c => c.executionCount !== null);
+}""")
+
+# What the notebook looks like, for a failure message: kernel status, code cells not run.
+_STATE = _with_finder("""(path) => {
+    const nb = (FIND_NOTEBOOK)(path);
+    if (!nb) return 'notebook not open; main area: ' +
+        Array.from(window.jupyterapp.shell.widgets('main')).map(w => w.title.label).join(', ');
+    const cells = Array.from(nb.content.model.cells).filter(c => c.type === 'code');
+    const notRun = cells.map((c, i) => c.executionCount === null ? i : -1).filter(i => i >= 0);
+    const errors = [];
+    for (const c of cells) for (let i = 0; i < c.outputs.length; i++) {
+        const o = c.outputs.get(i).toJSON();
+        if (o.output_type === 'error') errors.push(`${o.ename}: ${o.evalue}`.slice(0, 300));
+    }
+    return `kernel ${nb.sessionContext.session.kernel.status}; code cells not run: ` +
+        `${notRun}; errors: ${errors.join(' | ') || 'none'}`;
+}""")
 
 
 def _open_and_run_all(browser, base, token, path):
+    """A new page on `path` in a workspace of its own (nothing restored from another
+    page), with Run All started on that notebook."""
     page = browser.new_page()
-    page.goto(f"{base}/lab/tree/{path}?token={token}")
-    page.wait_for_function(_KERNEL_IDLE, timeout=SERVER_START_S * 1000)
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    workspace = secrets.token_hex(4)
+    page.goto(f"{base}/lab/workspaces/{workspace}/tree/{path}?reset&token={token}")
+    page.wait_for_function(_KERNEL_IDLE, arg=path, timeout=SERVER_START_S * 1000)
+    page.evaluate(_with_finder("""(path) => {
+        const nb = (FIND_NOTEBOOK)(path);
+        window.jupyterapp.shell.activateById(nb.id);
+        return window.jupyterapp.commands.execute('notebook:run-all-cells');
+    }"""), path)
     return page
+
+
+def _wait_all_run(page, path):
+    try:
+        page.wait_for_function(_ALL_RUN_OR_ERROR, arg=path, timeout=RUN_ALL_S * 1000,
+                               polling=1000)
+    except PlaywrightTimeout:
+        pytest.fail(f"Run All did not finish in {RUN_ALL_S} s: {page.evaluate(_STATE, path)}")
+    state = page.evaluate(_STATE, path)
+    assert state.endswith("code cells not run: ; errors: none"), state
 
 
 @pytest.mark.slow
@@ -145,8 +203,9 @@ def test_untouched_lab_names_the_function_to_write(jupyterlab, browser):
 @pytest.mark.slow
 def test_solved_lab_shows_widgets_and_figures_without_errors(jupyterlab, browser):
     base, token = jupyterlab
-    page = _open_and_run_all(browser, base, token, f"solved/{LAB01.notebook.name}")
-    page.wait_for_function(_ALL_RUN, timeout=RUN_ALL_S * 1000, polling=1000)
+    path = f"solved/{LAB01.notebook.name}"
+    page = _open_and_run_all(browser, base, token, path)
+    _wait_all_run(page, path)
     errors = [t for t in page.locator(STDERR).all_text_contents()
               if "Error" in t or "Traceback" in t]
     assert not errors, errors[:3]
