@@ -17,7 +17,7 @@ OUT ?= grades
 # JupyterLab refuses to run as root unless told; containers often run as root.
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup sandbox browser work lab test lint check grade solutions nbgrader release data data-cifar10 benchmark clean
+.PHONY: setup sandbox browser work lab test test-notebooks test-grader test-fast lint check grade solutions nbgrader release data data-cifar10 benchmark clean
 
 $(STAMP): requirements.txt requirements-staff.txt pyproject.toml
 	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
@@ -66,9 +66,26 @@ lab: setup work  ## open the working copy of the labs (work/) in JupyterLab
 lint: setup
 	$(BIN)/ruff check .
 
+# `make test` runs two halves at once, each printed when it ends: the labs run top to bottom
+# (in JupyterLab too, and from the student release), and the grader's tests then the TA
+# selfcheck. One torch thread per process: two processes of two threads each on two cores
+# wait on each other and run several times slower (labs/labkit/train.py measures it).
+TEST_NOTEBOOKS := tests/test_solutions_run.py tests/test_browser.py tests/test_release.py
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test: setup sandbox browser lint  ## ruff, the whole test suite, and the TA selfcheck
-	$(BIN)/python -m pytest --durations=25
-	$(BIN)/python -m autograder selfcheck --fast
+	@echo "make test: two halves in parallel (test-notebooks, test-grader); each prints when it ends"
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-grader
+
+test-notebooks: setup sandbox browser  ## the solved labs top to bottom, in JupyterLab, and from the release
+	$(TEST_ENV) $(BIN)/python -m pytest --durations=15 $(TEST_NOTEBOOKS)
+
+test-grader: setup sandbox  ## every other test, then the selfcheck (--fast: a mutant stops at its first failing check)
+	$(TEST_ENV) $(BIN)/python -m pytest --durations=15 $(addprefix --ignore=,$(TEST_NOTEBOOKS))
+	$(TEST_ENV) $(BIN)/python -m autograder selfcheck --fast
+
+test-fast: setup sandbox  ## the quick tier: every test not marked slow (no notebook runs), a few minutes
+	$(BIN)/python -m pytest -m "not slow"
 
 check: setup sandbox  ## TA selfcheck: reference 100%, stubs 0%, every mutant caught
 	$(BIN)/python -m autograder selfcheck --verbose
