@@ -62,8 +62,13 @@ def student_side_namespace():
             raise ValueError("bad value")
         raise CustomError("custom")
 
+    def normalize_in_place(x, stats):
+        x.sub_(x.mean())  # in place, as a student's helper that "preprocesses" its input
+        stats["running_var"].mul_(0.9).add_(0.1)  # batch norm's buffers, as tensors
+
     return {"Counter": Counter, "update_stats": update_stats, "replace_array": replace_array,
-            "fail": fail, "square_sum": lambda t: (t**2).sum(), "echo": lambda v: v}
+            "fail": fail, "square_sum": lambda t: (t**2).sum(), "echo": lambda v: v,
+            "normalize_in_place": normalize_in_place}
 
 
 class Student:
@@ -132,6 +137,36 @@ def test_in_place_updates_come_back_with_identity(remote):
     remote.replace_array(stats)
     assert stats["running_mean"] is not mean  # replaced: a check can tell
     np.testing.assert_array_equal(mean, 0.5 * np.ones(3))
+
+
+def test_in_place_writes_to_tensors_come_back(remote):
+    x, var = torch.tensor([1.0, 2.0, 6.0]), torch.ones(2)
+    stats = {"running_var": var}
+    remote.normalize_in_place(x, stats)
+    assert torch.equal(x, torch.tensor([-2.0, -1.0, 3.0]))  # what a check_unchanged sees
+    assert stats["running_var"] is var and torch.equal(var, torch.ones(2))
+    remote.normalize_in_place(x, {"running_var": var * 2})
+    assert torch.equal(var, torch.ones(2))  # a new tensor was written to, not this one
+
+
+def test_only_the_tensors_a_call_wrote_to_are_sent_back():
+    enc = Encoder()
+    request = enc.encode([torch.arange(3.0), torch.zeros(2), torch.ones(2, requires_grad=True)])
+    dec = Decoder(enc.buffers)
+    args = dec.decode(request)
+    assert Server._updates(dec, Encoder(own=id)) == []  # nothing written, nothing sent
+    args[1][0] = 5.0
+    with torch.no_grad():
+        args[2][0] = 5.0  # requires grad: comes back through backward, not as an update
+    assert [i for i, _ in Server._updates(dec, Encoder(own=id))] == [2]  # the list is 0
+
+
+def test_an_update_that_reshapes_a_tensor_ends_the_conversation():
+    client = forged(lambda h: frame({"kind": "reply", "id": h["id"], "value": None, "updates": [
+        [1, {"t": "tensor", "dtype": "float32", "shape": [3], "buf": 0}]]}, [b"\0" * 12]))
+    with pytest.raises(PeerGone):
+        client.request("call", torch.zeros(2))
+    assert client.broken
 
 
 def test_exceptions_keep_builtin_types_only(remote):

@@ -742,13 +742,13 @@ def test_tta_predict_bad_views(student, rng, seed):
 
 # --- inputs left unchanged ------------------------------------------------------------------
 #
-# The grader's tensors cross the sandbox's boundary as copies, and a change the student's
-# code makes to its copy does not come back (only numpy arrays, lists and dicts do), so the
-# ``check_unchanged`` calls above only see in-process code. What does cross: torch refuses an
-# in-place write into a leaf tensor that requires grad ("a leaf Variable that requires grad
-# is being used in an in-place operation"), in the student's process as anywhere. Each
-# transform therefore gets a batch that requires grad; out-of-place code goes through (and
-# gives the output it gives on a plain batch), code that writes into x raises.
+# The ``check_unchanged`` calls above see a write into x: the sandbox sends back the plain
+# tensors a call wrote to (autograder.sandbox.protocol). These checks add torch's own
+# word for it: torch refuses an in-place write into a leaf tensor that requires grad ("a
+# leaf Variable that requires grad is being used in an in-place operation"), so each
+# transform gets a batch that requires grad; out-of-place code goes through (and gives
+# the output it gives on a plain batch), code that writes into x raises with the name of
+# the operation.
 
 INPLACE_CALLS = {
     "random_horizontal_flip": lambda f, x, y, g: f(x, 0.5, g),

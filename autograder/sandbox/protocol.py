@@ -23,8 +23,9 @@ Three things keep a call faithful to what in-process code would see:
   derived from the call count, so a check that seeds again, even to the same
   seed, is seen, and the student cannot steer what the grader draws;
 - **in-place updates**: after a call, the student's process sends back the
-  arrays, lists and dicts it was given that it changed, and the grader writes
-  them into its own objects after checking type, shape and dtype;
+  arrays, plain tensors (not parameters, not requiring grad), lists and dicts it
+  was given that it changed, and the grader writes them into its own objects
+  after checking type, shape and dtype;
 - **autograd**: a result tensor with a graph keeps its graph in the student's
   process; the grader's copy is linked to it so that ``out.backward()`` sends
   a ``backward`` request that brings back the gradients of the tensors the
@@ -48,6 +49,7 @@ from autograder.sandbox.wire import (
     WireError,
     recv_message,
     send_message,
+    tensor_state,
 )
 
 MAX_HANDLES_PER_ANSWER = 10_000
@@ -383,15 +385,32 @@ class Client:
                 raise WireError("an update changes the type of an argument.")
             if type(orig) is np.ndarray and (new.shape != orig.shape or new.dtype != orig.dtype):
                 raise WireError("an update changes the shape or dtype of an array.")
-        for orig, new in decoded:  # arrays first: containers refer to them
+            if type(orig) is not np.ndarray and hasattr(orig, "copy_") and (
+                    new.shape != orig.shape or new.dtype != orig.dtype):
+                raise WireError("an update changes the shape or dtype of a tensor.")
+        for orig, new in decoded:  # arrays and tensors first: containers refer to them
             if type(orig) is np.ndarray and orig.flags.writeable:
                 orig[...] = new
+            elif type(orig) is not np.ndarray and hasattr(orig, "copy_"):
+                _copy_into_tensor(orig, new)
         for orig, new in decoded:
             if type(orig) is dict:
                 orig.clear()
                 orig.update(new)
             elif type(orig) is list:
                 orig[:] = new
+
+
+def _copy_into_tensor(orig, new) -> None:
+    """Write an update into the grader's own tensor, as the student's in-place write would
+    have done in-process; a tensor that cannot be written to (an expanded view, an
+    inference tensor) keeps its values, as an array that is not writeable does."""
+    torch = _torch()
+    try:
+        with torch.no_grad():
+            orig.copy_(new)
+    except RuntimeError:
+        pass
 
 
 class Server:
@@ -470,7 +489,8 @@ class Server:
 
     @staticmethod
     def _updates(dec, enc):
-        """The arguments this call changed, encoded (arrays only when their bytes changed)."""
+        """The arguments this call changed, encoded (arrays and plain tensors only when their
+        bytes changed)."""
         import numpy as np
 
         updates = []
@@ -479,6 +499,8 @@ class Server:
                 continue  # the request's own list of arguments, not one of them
             if isinstance(obj, np.ndarray) and obj.tobytes() == raw:
                 continue
+            if type(raw) is tuple and tensor_state(obj) == raw:
+                continue  # a tensor the call did not write to
             # Other arguments inside this one travel as references to the grader's own
             # objects; this one itself is sent whole. The buffers go into the reply's.
             refs = {id(o): j for j, (o, _) in enumerate(dec.mutables) if j != i}

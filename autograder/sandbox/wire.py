@@ -129,6 +129,8 @@ class Encoder:
         torch = _torch()
         if torch is not None:
             if type(value) in (torch.Tensor, torch.nn.Parameter) and value.layout == torch.strided:
+                if _is_plain_tensor(type(value) is torch.nn.Parameter, value.requires_grad):
+                    self.mutables.append(value)  # in-place writes to it come back
                 return self._tensor(value, depth)
             if type(value) is torch.dtype:
                 return {"t": "tdtype", "v": str(value).removeprefix("torch.")}
@@ -179,6 +181,25 @@ class Encoder:
                 tree["index"] = len(self.tensors)
                 self.tensors.append(value)
         return tree
+
+
+def _is_plain_tensor(param: bool, requires_grad: bool) -> bool:
+    """A tensor that is sent back when a call writes to it in place, as arrays are: neither
+    a parameter nor one that requires grad (those come back through ``backward``).
+    The encoder and the decoder decide alike, so their lists of mutables match."""
+    return not param and not requires_grad
+
+
+def tensor_state(tensor):
+    """A plain tensor's shape, dtype and bytes, to tell afterwards whether a call wrote to
+    it in place (None when they cannot be read: then it counts as written)."""
+    torch = _torch()
+    try:
+        data = tensor.detach().contiguous()
+        raw = data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b""
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    return tuple(data.shape), data.dtype, raw
 
 
 class Decoder:
@@ -298,7 +319,10 @@ class Decoder:
                 raise WireError("refused a numpy type.")
             return _NUMPY_TYPES[tree["v"]]
         if tag == "tensor":
-            return self._tensor(tree, depth)
+            out = self._tensor(tree, depth)
+            if _is_plain_tensor(tree.get("param") is True, tree.get("requires_grad") is True):
+                self.mutables.append((out, tensor_state(out)))
+            return out
         if tag == "tdtype":
             return self._torch_dtype(tree.get("v"))
         if tag == "tsize":
