@@ -222,7 +222,8 @@ def test_fit_with_reduce_on_plateau_and_progress_bar(capsys):
     assert "epoch 2/2" in err and "val_acc" in err
 
 
-def test_configure_cpu_keeps_an_explicit_choice():
+def test_configure_cpu_keeps_an_explicit_choice(monkeypatch):
+    monkeypatch.setattr(train, "_busy_cpus_elsewhere", lambda: 0)  # an idle machine
     try:
         train._CPU_THREADS = None
         # Without a choice: torch's default (physical cores), capped by the usable CPUs.
@@ -232,6 +233,37 @@ def test_configure_cpu_keeps_an_explicit_choice():
         assert train.configure_cpu() == 1  # what fit calls: keeps the explicit choice
     finally:
         train.configure_cpu(1)  # back to this module's setting
+
+
+@pytest.mark.parametrize(("cpus", "default", "busy", "threads"), [
+    (2, 2, 0, 2),  # an idle 2-core laptop: both cores
+    (2, 2, 1, 1),  # another program computing: one thread, not two waiting on each other
+    (2, 2, 5, 1),  # however busy, at least one
+    (8, 4, 3, 4),  # free cores beyond torch's default: the default
+    (8, 4, 6, 2),
+    (1, 1, 3, 1),
+])
+def test_configure_cpu_leaves_the_cores_other_programs_use(monkeypatch, cpus, default, busy,
+                                                            threads):
+    monkeypatch.setattr(train, "_available_cpus", lambda: cpus)
+    monkeypatch.setattr(train, "_TORCH_DEFAULT_THREADS", default)
+    monkeypatch.setattr(train, "_busy_cpus_elsewhere", lambda: busy)
+    try:
+        train._CPU_THREADS = None
+        assert train.configure_cpu() == threads == torch.get_num_threads()
+    finally:
+        train.configure_cpu(1)
+
+
+def test_busy_cpus_are_read_from_the_runnable_threads(tmp_path):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("2.77 1.59 1.17 3/186 7568\n")  # 3 runnable, this reader among them
+    assert train._busy_cpus_elsewhere(samples=3, interval_s=0, loadavg=loadavg) == 2
+    loadavg.write_text("0.00 0.01 0.00 1/186 7568\n")
+    assert train._busy_cpus_elsewhere(samples=1, loadavg=loadavg) == 0
+    assert train._busy_cpus_elsewhere(loadavg=tmp_path / "missing") == 0  # not Linux
+    loadavg.write_text("garbage")
+    assert train._busy_cpus_elsewhere(loadavg=loadavg) == 0
 
 
 def test_get_device_returns_a_usable_device():

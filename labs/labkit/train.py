@@ -127,6 +127,23 @@ def _available_cpus():
     return max(1, os.cpu_count() or 1)
 
 
+def _busy_cpus_elsewhere(samples=5, interval_s=0.01, loadavg="/proc/loadavg"):
+    """About how many CPUs other programs keep busy right now: the number of runnable
+    threads of the whole machine (the 4th field of /proc/loadavg), less the one reading it,
+    median of a few samples. 0 where /proc/loadavg does not exist (macOS, Windows)."""
+    counts = []
+    for k in range(samples):
+        try:
+            with open(loadavg) as f:
+                running = int(f.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+        counts.append(max(0, running - 1))
+        if k + 1 < samples:
+            time.sleep(interval_s)
+    return sorted(counts)[len(counts) // 2]
+
+
 def configure_cpu(num_threads=None):
     """Set torch's CPU thread count; ``fit`` calls this when it trains on the CPU.
 
@@ -134,10 +151,12 @@ def configure_cpu(num_threads=None):
     ``fit`` calls keep it); else the value of an earlier explicit call; else
     torch's default at import (one thread per physical core, or
     ``OMP_NUM_THREADS`` when set), capped by the number of CPUs this process
-    may use. On a 2-core laptop that is 2 threads, 1.6-1.9x faster than 1.
-    If you run two trainings at the same time, call ``configure_cpu(1)`` in
-    each (or set ``OMP_NUM_THREADS=1``): threads competing for the same cores
-    make each run several times slower.
+    may use and by the CPUs that other programs leave free right now (at least
+    one). On an idle 2-core laptop that is 2 threads, 1.6-1.9x faster than 1; with
+    another program computing beside the notebook it is 1, since threads
+    competing for the same cores make a run several times slower. If you run two
+    trainings at the same time, call ``configure_cpu(1)`` in each (or set
+    ``OMP_NUM_THREADS=1``).
 
     Inputs:
     - num_threads: int or None.
@@ -151,7 +170,10 @@ def configure_cpu(num_threads=None):
     if _CPU_THREADS is not None:
         wanted = _CPU_THREADS
     else:
-        wanted = min(_TORCH_DEFAULT_THREADS, _available_cpus())
+        cpus = _available_cpus()
+        wanted = min(_TORCH_DEFAULT_THREADS, cpus)
+        if wanted > 1:  # only then is there a choice to make (and /proc to read)
+            wanted = min(wanted, cpus - _busy_cpus_elsewhere())
     wanted = max(1, wanted)
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
