@@ -1,7 +1,7 @@
 """Torch's thread count on a busy machine: what labkit.train.configure_cpu chooses, measured.
 
-    python benchmarks/threads.py                 # idle, then beside 2 busy processes
-    python benchmarks/threads.py --busy 1 --steps 20
+    python benchmarks/cpu_threads.py                 # idle, then beside 2 busy processes
+    python benchmarks/cpu_threads.py --busy 1 --steps 20
 
 Times training steps (forward, backward, Adam) of the small CIFAR-sized CNN of
 labkit/train.py's measurements (4 conv 3x3 + batch norm layers, 32-64 channels,
@@ -16,6 +16,7 @@ ignores the competing load shows as a ratio well above 1 on the busy row.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import subprocess
@@ -59,6 +60,22 @@ def _spin(stop_at: float) -> None:
         pass
 
 
+@contextlib.contextmanager
+def competing_load(processes: int):
+    """``processes`` busy processes spinning beside the block (the block's competing load)."""
+    stop_at = time.monotonic() + 3 * 3600
+    spinners = [mp.Process(target=_spin, args=(stop_at,), daemon=True) for _ in range(processes)]
+    for p in spinners:
+        p.start()
+    try:
+        time.sleep(1.0 if processes else 0.0)  # the load average and the scheduler see them
+        yield
+    finally:
+        for p in spinners:
+            p.terminate()
+            p.join()
+
+
 def _measure(mode: str, steps: int) -> tuple[int, float]:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", STEP, mode, str(steps)], env=env, check=True,
@@ -83,16 +100,8 @@ def main(argv=None) -> None:
     print(f"{'machine':<28}" + "".join(f"{name:>26}" for name in
                                      ("1 thread", "torch default", "configure_cpu()")))
     _row("as it is", args.steps)
-    stop_at = time.monotonic() + 3600
-    spinners = [mp.Process(target=_spin, args=(stop_at,), daemon=True) for _ in range(args.busy)]
-    for p in spinners:
-        p.start()
-    try:
-        time.sleep(1.0)
+    with competing_load(args.busy):
         _row(f"beside {args.busy} busy processes", args.steps)
-    finally:
-        for p in spinners:
-            p.terminate()
     print("ms: median time of a training step; xN: against the fastest setting of its row")
 
 
