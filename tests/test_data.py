@@ -22,6 +22,8 @@ SMALL_SIZES = {
     ("shapes", "test"): (30, 2),
     ("shapes_target", "train"): (40, 3),
     ("shapes_target", "test"): (20, 4),
+    ("shapes_scenes", "train"): (40, 5),
+    ("shapes_scenes", "test"): (20, 6),
 }
 
 
@@ -242,7 +244,7 @@ def test_lab_dataset_env_chooses_the_default(data_env, monkeypatch):
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"name": "mnist"}, "'mnist'.*shapes, shapes_target, cifar10"),
+        ({"name": "mnist"}, "'mnist'.*shapes, shapes_target, shapes_scenes, cifar10"),
         ({"name": "Shapes"}, "valid names"),
         ({"name": "shapes", "split": "val"}, "'val'.*train, test"),
     ],
@@ -491,3 +493,46 @@ def test_load_dataset_canonical_has_its_own_cache(data_env, monkeypatch):
 def test_canonical_cifar10_is_a_clear_error(data_env):
     with pytest.raises(ValueError, match="canonical.*shapes"):
         data.load_dataset("cifar10", "train", canonical=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenes (the preprocessing lab): a sky over a ground, so that the mean image and the channel
+# statistics are worth looking at
+
+
+def test_scenes_are_deterministic_keep_labels_and_leave_the_default_unchanged():
+    x1, y1 = data.generate_shapes(40, seed=5, scenes=True)
+    x2, y2 = data.generate_shapes(40, seed=5, scenes=True)
+    assert x1.tobytes() == x2.tobytes() and y1.tobytes() == y2.tobytes()
+    assert x1.shape == (40, 3, 32, 32) and x1.dtype == np.uint8 and y1.dtype == np.int64
+    x_std, y_std = data.generate_shapes(40, seed=5)
+    assert np.array_equal(y1, y_std) and x1.tobytes() != x_std.tobytes()
+    x_default, _ = data.generate_shapes(40, seed=5, scenes=False)
+    assert x_default.tobytes() == x_std.tobytes()
+    assert "scenes" not in data._expected_meta("shapes", "train")
+    assert data._expected_meta("shapes_scenes", "train")["scenes"] == data.SCENE_PARAMS
+
+
+def test_scenes_mean_image_is_a_picture_and_channels_differ():
+    # What the preprocessing lab shows: the mean image of "shapes" is a flat grey, that of the
+    # scenes a bright sky over a darker ground; the scenes' channels have their own statistics.
+    n = 600
+    flat, _ = data.generate_shapes(n, seed=3)
+    scene, _ = data.generate_shapes(n, seed=3, scenes=True)
+    flat_mean = flat.mean(axis=0).mean(axis=0)  # (H, W)
+    scene_mean = scene.mean(axis=0).mean(axis=0)
+    assert flat_mean.max() - flat_mean.min() < 25, (flat_mean.min(), flat_mean.max())
+    assert scene_mean[:4].mean() - scene_mean[-4:].mean() > 40  # sky above ground
+    channel_mean = scene.mean(axis=(0, 2, 3))
+    channel_std = scene.std(axis=(0, 2, 3))
+    assert channel_mean[2] - channel_mean[0] > 3, channel_mean  # bluer than red
+    assert channel_std.max() - channel_std.min() > 10, channel_std
+    flat_std = flat.std(axis=(0, 2, 3))
+    assert flat_std.max() - flat_std.min() < 10, flat_std
+
+
+def test_load_dataset_scenes_matches_generate_shapes(data_env):
+    x, y = data.load_dataset("shapes_scenes", "test")
+    xg, yg = data.generate_shapes(20, 6, scenes=True)
+    assert np.array_equal(x, xg) and np.array_equal(y, yg)
+    assert data.class_names("shapes_scenes") == data.SOURCE_CLASSES

@@ -18,6 +18,13 @@ Three data sets are known:
     The same kind of images with 10 *other* classes (frames, 4- and 6-point stars, letters,
     arrows, ...): the target task of the transfer-learning lab (transfert d'apprentissage).
     5,000 training and 2,000 test images; labs usually keep only a few per class.
+``"shapes_scenes"``
+    The classes of ``"shapes"`` in outdoor-like scenes, for the preprocessing lab: a
+    bluish sky above a brownish ground (a horizon at a random height), the shape near the
+    image centre. Its mean image is a picture (sky, ground, a grey blob where the shapes
+    are) and its three channels have different statistics, as photos do, where the mean
+    image of ``"shapes"`` is a flat grey and its channels alike. 10,000 training and 2,000
+    test images.
 ``"cifar10"``
     The real CIFAR-10, read from ``data_dir() / "cifar10"``. It must have been downloaded
     beforehand with ``make data-cifar10`` (needs internet); nothing is downloaded here.
@@ -49,7 +56,7 @@ import numpy as np
 
 __all__ = ["load_dataset", "class_names", "data_dir", "generate_shapes", "DATASETS", "SPLITS"]
 
-DATASETS = ("shapes", "shapes_target", "cifar10")
+DATASETS = ("shapes", "shapes_target", "shapes_scenes", "cifar10")
 SPLITS = ("train", "test")
 
 SOURCE_CLASSES = [
@@ -75,8 +82,22 @@ _SPLIT_SIZES = {
     ("shapes", "test"): (10_000, 2),
     ("shapes_target", "train"): (5_000, 3),
     ("shapes_target", "test"): (2_000, 4),
+    ("shapes_scenes", "train"): (10_000, 5),
+    ("shapes_scenes", "test"): (2_000, 6),
 }
-_TASK_OF = {"shapes": "source", "shapes_target": "target"}
+_TASK_OF = {"shapes": "source", "shapes_target": "target", "shapes_scenes": "source"}
+
+# What "shapes_scenes" draws instead of the textured backgrounds (colours in [0, 1], RGB):
+# every image has its own sky and ground colours, around these, and a horizon between.
+SCENE_PARAMS = {
+    "sky_rgb": [0.55, 0.68, 0.88],
+    "ground_rgb": [0.47, 0.40, 0.27],
+    "colour_std": 0.07,  # per image and channel, around the two colours above
+    "horizon_px": [-3.0, 7.0],  # the horizon's height above the image centre
+    "horizon_blur_px": 2.5,
+    "texture_weight": 0.25,  # how much of the usual texture shows through the scene
+    "center_jitter_px": 2.0,  # instead of GENERATOR_PARAMS' 5: the shapes stay central
+}
 
 # Everything that decides what the pictures look like. It is stored in the cache, so that a
 # change here makes old caches stale. Lengths are in pixels, a shape's own size is about one
@@ -127,7 +148,8 @@ def class_names(name: str | None = None) -> list[str]:
     Parameters
     ----------
     name : str or None
-        ``"shapes"``, ``"shapes_target"`` or ``"cifar10"``; None means the environment
+        ``"shapes"``, ``"shapes_target"``, ``"shapes_scenes"`` or ``"cifar10"``; None means
+        the environment
         variable ``LAB_DATASET``, or ``"shapes"`` when it is not set.
 
     Returns
@@ -136,7 +158,8 @@ def class_names(name: str | None = None) -> list[str]:
         ``class_names(name)[k]`` is the name of label ``k``.
     """
     name = _resolve_name(name)
-    table = {"shapes": SOURCE_CLASSES, "shapes_target": TARGET_CLASSES, "cifar10": CIFAR10_CLASSES}
+    table = {"shapes": SOURCE_CLASSES, "shapes_target": TARGET_CLASSES,
+             "shapes_scenes": SOURCE_CLASSES, "cifar10": CIFAR10_CLASSES}
     return list(table[name])
 
 
@@ -149,7 +172,9 @@ def load_dataset(
     ----------
     name : str or None
         ``"shapes"`` (offline, 50,000 train / 10,000 test), ``"shapes_target"`` (offline,
-        the transfer-learning target task, 5,000 train / 2,000 test) or ``"cifar10"``
+        the transfer-learning target task, 5,000 train / 2,000 test), ``"shapes_scenes"``
+        (offline, the classes of ``"shapes"`` in outdoor-like scenes, 10,000 / 2,000) or
+        ``"cifar10"``
         (50,000 / 10,000, downloaded beforehand). None means the environment variable
         ``LAB_DATASET``, or ``"shapes"`` when it is not set.
     split : str
@@ -227,6 +252,8 @@ def _expected_meta(name: str, split: str, canonical: bool = False) -> dict:
     }
     if canonical:  # only then: the standard caches keep the meta they were written with
         meta["canonical"] = True
+    if name == "shapes_scenes":
+        meta["scenes"] = SCENE_PARAMS
     return meta
 
 
@@ -284,7 +311,8 @@ def _load_shapes(name: str, split: str, canonical: bool = False) -> tuple[np.nda
         return cached
     what = f"{name}/{split}" + (" in canonical poses" if canonical else "")
     print(f"labkit.data: generating {what} ({meta['n']} images) into {path} ...")
-    x, y = generate_shapes(meta["n"], meta["seed"], task=meta["task"], canonical=canonical)
+    x, y = generate_shapes(meta["n"], meta["seed"], task=meta["task"], canonical=canonical,
+                           scenes=name == "shapes_scenes")
     _write_cache(path, x, y, meta)
     return x, y
 
@@ -294,10 +322,10 @@ def _load_shapes(name: str, split: str, canonical: bool = False) -> tuple[np.nda
 
 
 def generate_shapes(
-    n: int, seed: int, task: str = "source", canonical: bool = False
+    n: int, seed: int, task: str = "source", canonical: bool = False, scenes: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``n`` images of shapes; the same ``(n, seed, task, canonical)`` always gives the
-    same bytes.
+    """Draw ``n`` images of shapes; the same ``(n, seed, task, canonical, scenes)`` always
+    gives the same bytes.
 
     Each image shows one shape of its class, drawn anti-aliased from a signed-distance
     function at a random position, scale, rotation (within about 30 degrees) and
@@ -321,6 +349,11 @@ def generate_shapes(
         drawn exactly as with False, so image ``i`` of both is the same picture but for the
         shape's pose. A training set without the variations that the test set has: what
         data augmentation (random crops, flips) can teach back.
+    scenes : bool
+        True: an outdoor-like scene instead of the textured background (``SCENE_PARAMS``:
+        each image's own sky colour above its own ground colour, the usual texture faintly
+        over both), and the shape within ``SCENE_PARAMS["center_jitter_px"]`` of the centre.
+        What ``"shapes_scenes"`` holds.
 
     Returns
     -------
@@ -347,7 +380,7 @@ def generate_shapes(
         i, start = i_start
         stop = min(start + chunk, n)
         chunk_rng = np.random.default_rng([seed, task_id, i + 1])
-        x[start:stop] = _render(y[start:stop], chunk_rng, task, canonical)
+        x[start:stop] = _render(y[start:stop], chunk_rng, task, canonical, scenes)
 
     workers = min(len(starts), os.cpu_count() or 1, 8)
     if workers > 1:
@@ -637,8 +670,26 @@ def _shape_fill(rng, b, lx, ly, col, p_stripes):
     return col * shade[:, None] + col2 * bands[:, None]
 
 
+def _scene(img, rng, y):
+    """Paint a sky over a ground on the textured ``img`` (in place), which keeps
+    ``SCENE_PARAMS["texture_weight"]`` of its texture; returns each image's mean colour."""
+    q = SCENE_PARAMS
+    b = img.shape[0]
+    std = np.float32(q["colour_std"])
+    sky = np.float32(q["sky_rgb"]) + std * rng.standard_normal((b, 3), dtype=np.float32)
+    ground = np.float32(q["ground_rgb"]) + std * rng.standard_normal((b, 3), dtype=np.float32)
+    horizon = _u(rng, *q["horizon_px"], b)
+    t = 1 / (1 + np.exp(-(y - horizon) / np.float32(q["horizon_blur_px"])))  # 1 in the sky
+    scene = ground[:, :, None, None] + t[:, None] * (sky - ground)[:, :, None, None]
+    w = np.float32(q["texture_weight"])
+    img *= w
+    img += (1 - w) * scene
+    return img.mean(axis=(2, 3))
+
+
 def _render(
-    labels: np.ndarray, rng: np.random.Generator, task: str, canonical: bool = False
+    labels: np.ndarray, rng: np.random.Generator, task: str, canonical: bool = False,
+    scenes: bool = False,
 ) -> np.ndarray:
     """Draw one chunk of images of the given labels; returns (B, 3, H, W) uint8.
 
@@ -650,11 +701,13 @@ def _render(
     x, y = _grid(p["image_size"])
 
     img, bg_mean = _background(rng, b, x, y)
+    if scenes:
+        bg_mean = _scene(img, rng, y)
     for prob in p["back_clutter_prob"]:
         _clutter(img, rng, x, y, prob)
 
     # The shape's frame: move, rotate, scale and mirror the pixel grid into shape units.
-    j = np.float32(p["center_jitter_px"])
+    j = np.float32(SCENE_PARAMS["center_jitter_px"] if scenes else p["center_jitter_px"])
     cx, cy = _u(rng, -j, j, b), _u(rng, -j, j, b)
     rot = np.deg2rad(p["max_rotation_deg"])
     ang = _u(rng, -rot, rot, b)
