@@ -51,7 +51,7 @@ def test_release_data_readme_cites_only_what_it_ships(release):
 
     text = (release / "data" / "README.md").read_text()
     assert text.startswith(DATA_README_NOTE)
-    generated = ("shapes/", "shapes_target/", "cifar10/", "data/cifar10")
+    generated = ("shapes/", "shapes_target/", "shapes_scenes/", "cifar10/", "data/cifar10")
     cited = set()
     for token in re.findall(r"`([^`]+)`", text):
         for word in token.split():
