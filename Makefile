@@ -17,7 +17,7 @@ OUT ?= grades
 # JupyterLab refuses to run as root unless told; containers often run as root.
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup sandbox browser work lab test test-notebooks test-grader test-fast lint check grade solutions nbgrader release data data-cifar10 benchmark clean
+.PHONY: setup sandbox browser work lab test test-notebooks test-grader test-fast lint check grade solutions nbgrader release data data-cifar10 benchmark mutation clean
 
 $(STAMP): requirements.txt requirements-staff.txt pyproject.toml
 	@test -x $(BIN)/python && $(BIN)/python -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
@@ -112,6 +112,13 @@ data-cifar10: setup  ## download CIFAR-10 into data/cifar10 (needs internet)
 benchmark: setup  ## print measured figures: data generation, numpy vs torch convolution
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/convolutions.py
+
+# Mutation testing (autograder/mutation_testing.py): mutmut mutates solutions/<topic>.py and
+# runs the lab's hidden checks in-process on each mutant, the reference kept pristine.
+LABS ?=
+MUTATION_ARGS ?=
+mutation: setup  ## mutmut over each lab's solution with its hidden checks: make mutation LABS="01 04"
+	$(TEST_ENV) $(BIN)/python -m autograder.mutation_testing $(LABS) $(MUTATION_ARGS)
 
 clean:  ## build outputs and caches only: never work/, course/ or grades/
 	rm -rf build .pytest_cache .ruff_cache

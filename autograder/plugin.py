@@ -48,6 +48,10 @@ def pytest_addoption(parser):
                          "trusted code only, in this one")
     group.addoption("--limits", default=None,
                     help="the grader's Limits as JSON (autograder.sandbox.limits)")
+    group.addoption("--reference-from", default=None, metavar="DIR",
+                    help="staff only (mutation testing): load the `reference` fixture from "
+                         "DIR/<topic>.py, a pristine copy, while the in-process student stays "
+                         "solutions.<topic> (the mutant); never used in grading")
 
 
 def pytest_configure(config):
@@ -164,8 +168,35 @@ class GraderFault(RuntimeError):
 
 @pytest.fixture
 def reference(request):
-    """The reference solution module of this check's topic."""
-    return importlib.import_module(f"solutions.{topic_of(request)}")
+    """The reference solution module of this check's topic (``--reference-from DIR``: the
+    pristine copy DIR/<topic>.py, so that a mutated solutions.<topic> is the student only)."""
+    topic = topic_of(request)
+    pristine = request.config.getoption("reference_from", None)
+    if pristine:
+        return _pristine_reference(Path(pristine), topic)
+    return importlib.import_module(f"solutions.{topic}")
+
+
+_PRISTINE: dict = {}
+
+
+def _pristine_reference(directory: Path, topic: str):
+    """DIR/<topic>.py imported once under its own module name (``_pristine_solutions.<topic>``),
+    never as solutions.<topic>: mutation testing's student is that module, mutated."""
+    import importlib.util
+    import sys
+
+    path = (directory / f"{topic}.py").resolve()
+    if path not in _PRISTINE:
+        name = f"_pristine_solutions.{topic}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise GraderFault(f"--reference-from: no module at {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look their module up
+        spec.loader.exec_module(module)
+        _PRISTINE[path] = module
+    return _PRISTINE[path]
 
 
 @pytest.fixture(scope="session")
