@@ -536,3 +536,17 @@ def test_load_dataset_scenes_matches_generate_shapes(data_env):
     xg, yg = data.generate_shapes(20, 6, scenes=True)
     assert np.array_equal(x, xg) and np.array_equal(y, yg)
     assert data.class_names("shapes_scenes") == data.SOURCE_CLASSES
+
+
+def test_load_dataset_scenes_in_canonical_poses(data_env):
+    # Lab 01's data: "shapes_scenes" with every shape centred, cached apart, the same labels
+    # and scenes as the standard images, generated with both options.
+    x_std, y_std = data.load_dataset("shapes_scenes", "train")
+    x_can, y_can = data.load_dataset("shapes_scenes", "train", canonical=True)
+    n, seed = SMALL_SIZES[("shapes_scenes", "train")]
+    xg, yg = data.generate_shapes(n, seed, canonical=True, scenes=True)
+    assert np.array_equal(x_can, xg) and np.array_equal(y_can, yg)
+    assert np.array_equal(y_can, y_std) and not np.array_equal(x_can, x_std)
+    assert (data_env / "shapes_scenes" / "train_canonical.npz").exists()
+    meta = data._expected_meta("shapes_scenes", "train", True)
+    assert meta["canonical"] is True and meta["scenes"] == data.SCENE_PARAMS

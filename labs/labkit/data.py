@@ -38,7 +38,8 @@ mirrored (its colours, scale, background, clutter and noise unchanged), so that 
 trained on them has never seen the translations, rotations and mirror images that the
 standard test set holds, and augmentation by crops and flips has something to teach. It is
 cached in a file of its own (``data_dir() / "shapes" / "train_canonical.npz"``); the
-default images are not affected.
+default images are not affected. The preprocessing lab uses ``"shapes_scenes"`` in canonical
+poses, on which the mean image of each class shows its shape.
 
 Images are returned as raw ``uint8`` pixels in ``(N, C, H, W)`` order, as a convolution
 expects them; converting to float and standardizing is the lab's job.
@@ -180,7 +181,7 @@ def load_dataset(
     split : str
         ``"train"`` or ``"test"``.
     canonical : bool
-        For ``"shapes"`` and ``"shapes_target"`` only: when True, the same images (same
+        For the shapes data sets only: when True, the same images (same
         count, labels, colours, scale, background, clutter and noise) with every shape in
         its canonical pose: centred, upright and never mirrored (see ``generate_shapes``).
         Cached apart from the standard images. ``"cifar10"`` has no such option.
