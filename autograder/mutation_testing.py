@@ -147,10 +147,11 @@ def run_mutmut(work: Path, mutant_globs: list[str], jobs: int, log: Path) -> flo
 def _function_sources(code: str) -> dict[str, str]:
     """Every function of mutmut's mutated file (mangled names, methods included) -> source."""
     tree = ast.parse(code)
+    lines = code.splitlines()  # once: ast.get_source_segment splits the file at every call
     found = {}
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            found[node.name] = ast.get_source_segment(code, node) or ""
+            found[node.name] = "\n".join(lines[node.lineno - 1:node.end_lineno])
     return found
 
 
@@ -159,6 +160,9 @@ def readable_function(mangled: str) -> str:
     if mangled.startswith("xǁ"):
         return ".".join(part for part in mangled[2:].split("ǁ") if part)
     return mangled.removeprefix("x_")
+
+
+JOIN = " ⏎ "  # between the lines of a change that spans several
 
 
 def describe_mutants(code: str, topic: str) -> dict[str, str]:
@@ -174,20 +178,56 @@ def describe_mutants(code: str, topic: str) -> dict[str, str]:
         if not number.isdigit():
             continue
         original = sources.get(f"{mangled}__mutmut_orig", "")
-        old = original.splitlines()[1:]  # the def line carries the mangled name
-        new = source.splitlines()[1:]
+        plain = mangled.rpartition("ǁ")[2] if "ǁ" in mangled else mangled.removeprefix("x_")
+        # The def line carries the mangled name (and the default values mutmut mutates).
+        old = original.replace(f"{mangled}__mutmut_orig(", f"{plain}(", 1).splitlines()
+        new = source.replace(f"{name}(", f"{plain}(", 1).splitlines()
         removed, added = [], []
         for line in difflib.unified_diff(old, new, lineterm="", n=0):
             if line.startswith(("---", "+++", "@@")):
                 continue
             (removed if line.startswith("-") else added).append(line[1:].strip())
-        change = (f"{' / '.join(removed) or '(nothing)'} -> {' / '.join(added) or '(deleted)'}")
+        change = f"{JOIN.join(removed) or '(nothing)'} -> {JOIN.join(added) or '(deleted)'}"
         key = f"{readable_function(mangled)}: {change}"
         seen[key] = seen.get(key, 0) + 1
         if seen[key] > 1:
             key = f"{key} [{seen[key]}]"
         described[f"solutions.{topic}.{name}"] = key
     return described
+
+
+def _functions_of_source(source: str) -> dict[str, set[str]]:
+    """``name`` / ``Class.method`` -> the stripped lines of that function, in a plain module."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    found: dict[str, set[str]] = {}
+
+    def visit(body, prefix=""):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                text = lines[node.lineno - 1:node.end_lineno]
+                found[prefix + node.name] = {line.strip() for line in text}
+            elif isinstance(node, ast.ClassDef) and not prefix:
+                visit(node.body, f"{node.name}.")
+
+    visit(tree.body)
+    return found
+
+
+def still_applies(description: str, functions: dict[str, set[str]]) -> bool:
+    """Whether a mutant's description still names a function of the solution and lines that
+    it still has (a cheap test, without mutmut: see generated_descriptions for the exact one)."""
+    function, _, change = description.partition(": ")
+    if function not in functions:
+        return False
+    change = change.rsplit(" [", 1)[0] if change.endswith("]") else change
+    parts = change.split(" -> ")
+    for cut in range(1, len(parts)):
+        removed = " -> ".join(parts[:cut])
+        if removed == "(nothing)" or all(line in functions[function]
+                                         for line in removed.split(JOIN)):
+            return True
+    return False
 
 
 def generated_descriptions(topic: str, source: str | None = None) -> set[str]:
@@ -248,10 +288,14 @@ def collect(work: Path, topics: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def run_lab(lab: Lab, functions: list[str], jobs: int, save: bool = True) -> dict:
-    work = prepare([lab], WORK_DIR / lab.topic)
-    globs = function_globs(lab.topic, functions) if functions else []
-    seconds = run_mutmut(work, globs, jobs, work / "mutmut.log")
+def run_lab(lab: Lab, functions: list[str], jobs: int, save: bool = True,
+            seconds: float | None = None) -> dict:
+    """Run mutmut on one lab (``seconds`` given: only collect the finished work folder)."""
+    work = WORK_DIR / lab.topic
+    if seconds is None:
+        prepare([lab], work)
+        globs = function_globs(lab.topic, functions) if functions else []
+        seconds = run_mutmut(work, globs, jobs, work / "mutmut.log")
     statuses = collect(work, [lab.topic])[lab.topic]
     import mutmut
 
