@@ -101,6 +101,23 @@ def test_conv_output_size_matches_torch(student, rng):
             )
 
 
+@pytest.mark.points(1)
+def test_conv_output_size_defaults(student):
+    """conv_output_size's defaults: stride=1, padding=0, dilation=1, each left out in turn."""
+    for kwargs, want, how in (
+        ({}, 7, "(9 - 3) / 1 + 1 = 7"),
+        ({"padding": 1}, 9, "(9 + 2*1 - 3) / 1 + 1 = 9"),
+        ({"stride": 2}, 4, "(9 - 3) / 2 + 1 = 4"),
+        ({"dilation": 2}, 5, "(9 - 2*(3 - 1) - 1) / 1 + 1 = 5"),
+    ):
+        got = student.conv_output_size(9, 3, **kwargs)
+        if got != want:
+            call = ", ".join(["9", "3", *(f"{k}={v}" for k, v in kwargs.items())])
+            raise CheckFailure(f"conv_output_size({call}) returned {got!r}, expected {how}: "
+                               f"check the default values of the parameters you left out "
+                               f"(stride=1, padding=0, dilation=1).")
+
+
 # --- conv2d, naive and fast ---------------------------------------------------------------
 
 
@@ -155,6 +172,24 @@ def test_conv2d_backward_matches_torch(student, rng, impl, case):
     dx, dw, db = getattr(student, f"conv2d_backward_{impl}")(dout, cache)
     ex, ew, eb = grads(dout)
     what = f"conv2d_backward_{impl} ({describe(param)}, x {x.shape}, w {w.shape})"
+    assert_rel_error(f"dx of {what}", dx, ex, 1e-9)
+    assert_rel_error(f"dw of {what}", dw, ew, 1e-9)
+    assert_rel_error(f"db of {what}", db, eb, 1e-9)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_conv2d_backward_default_params(student, rng, impl):
+    """conv2d_backward_* after a forward call whose conv_param left every key out."""
+    x, w, b, param = conv2d_problem(rng, (2, 3, 5, 6, 4, 2, 3, 1, 0, 1, 1))
+    _, grads = torch_conv2d(x, w, b, param)
+    out, cache = getattr(student, f"conv2d_forward_{impl}")(x, w, b, {})
+    dout = rng.standard_normal(np.shape(out))
+    dx, dw, db = getattr(student, f"conv2d_backward_{impl}")(dout, cache)
+    ex, ew, eb = grads(dout)
+    what = (f"conv2d_backward_{impl} after conv2d_forward_{impl}(x, w, b, {{}}) (stride 1, "
+            f"pad 0, dilation 1, groups 1 by default: the backward pass must use the same "
+            f"defaults)")
     assert_rel_error(f"dx of {what}", dx, ex, 1e-9)
     assert_rel_error(f"dw of {what}", dw, ew, 1e-9)
     assert_rel_error(f"db of {what}", db, eb, 1e-9)
@@ -478,3 +513,26 @@ def test_depthwise_separable_module(student, rng, stride):
                             state["pointwise.weight"], state["pointwise.bias"])
     assert_close(f"DepthwiseSeparableConv2d(4, 6, 3, stride={stride})(x) for x of shape "
                  f"(2, 4, 9, 8)", out, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.points(1)
+def test_depthwise_separable_module_k5_default_stride(student, rng):
+    """DepthwiseSeparableConv2d(in, out, 5): padding k // 2 = 2 and the default stride 1
+    keep the height and width."""
+    in_ch, out_ch, k = 3, 5, 5
+    m = student.DepthwiseSeparableConv2d(in_ch, out_ch, k)
+    state = m.state_dict()
+    for key in ("depthwise.weight", "pointwise.weight", "pointwise.bias"):
+        if key not in state:
+            raise CheckFailure(f"DepthwiseSeparableConv2d has no parameter {key!r} (its "
+                               f"parameters: {sorted(state)}).")
+    x = torch.tensor(rng.standard_normal((2, in_ch, 7, 6)), dtype=torch.float32)
+    with torch.no_grad():
+        out = m(x)
+        expected = F.conv2d(F.conv2d(x, state["depthwise.weight"], padding=k // 2,
+                                     groups=in_ch),
+                            state["pointwise.weight"], state["pointwise.bias"])
+    assert_shape("DepthwiseSeparableConv2d(3, 5, 5)(x) for x of shape (2, 3, 7, 6) (padding "
+                 "k // 2 = 2 and the default stride 1 keep H and W)", out, (2, out_ch, 7, 6))
+    assert_close("DepthwiseSeparableConv2d(3, 5, 5)(x) for x of shape (2, 3, 7, 6)", out,
+                 expected, rtol=1e-4, atol=1e-5)

@@ -214,3 +214,33 @@ class DepthwiseSeparableConv2dNoStride(DepthwiseSeparableConv2d):
     def __init__(self, in_ch, out_ch, k, stride=1):
         super().__init__(in_ch, out_ch, k, stride)
         self.depthwise = nn.Conv2d(in_ch, in_ch, k, padding=k // 2, groups=in_ch, bias=False)
+
+
+@mutant("conv_output_size's stride defaults to 2 (a pooling layer's habit)",
+        replaces="conv_output_size")
+def conv_output_size_default_stride_2(size, kernel, stride=2, padding=0, dilation=1):
+    span = dilation * (kernel - 1) + 1
+    return (size + 2 * padding - span) // stride + 1
+
+
+@mutant("conv2d_backward_naive assumes pad 1 when conv_param leaves it out",
+        replaces="conv2d_backward_naive")
+def conv2d_backward_naive_default_pad_1(dout, cache, _reference=conv2d_backward_naive):
+    x, w, b, conv_param = cache
+    return _reference(dout, (x, w, b, {"pad": 1, **conv_param}))
+
+
+@mutant("conv2d_backward_fast assumes stride 2 when conv_param leaves it out",
+        replaces="conv2d_backward_fast")
+def conv2d_backward_fast_default_stride_2(dout, cache, _reference=conv2d_backward_fast):
+    x, w, b, conv_param, cols = cache
+    return _reference(dout, (x, w, b, {"stride": 2, **conv_param}, cols))
+
+
+@mutant("DepthwiseSeparableConv2d pads by 1 whatever k (right for k = 3 only)",
+        replaces="DepthwiseSeparableConv2d")
+class DepthwiseSeparableConv2dPadOne(DepthwiseSeparableConv2d):
+    def __init__(self, in_ch, out_ch, k, stride=1):
+        super().__init__(in_ch, out_ch, k, stride)
+        self.depthwise = nn.Conv2d(in_ch, in_ch, k, stride=stride, padding=1, groups=in_ch,
+                                   bias=False)
