@@ -107,3 +107,61 @@ class PreprocessorNoFitCheck(Preprocessor):
         if self.mean is None:
             return np.array(x, dtype=np.float64)
         return super().transform(x)
+
+
+@mutant("mean_image keeps a float32 input's dtype (np.mean's default)", replaces="mean_image")
+def mean_image_keeps_float32(x):
+    return np.asarray(x).mean(axis=0)
+
+
+@mutant("mean_image squeezes its input: a batch of one or one channel loses an axis",
+        replaces="mean_image")
+def mean_image_squeezed(x):
+    return np.asarray(x, dtype=np.float64).squeeze().mean(axis=0)
+
+
+@mutant("mean_image reads the pixels as uint8 (negative int16 pixels wrap around)",
+        replaces="mean_image")
+def mean_image_as_uint8(x):
+    return np.asarray(x).astype(np.uint8).mean(axis=0, dtype=np.float64)
+
+
+@mutant("channel_std keeps a float32 input's dtype", replaces="channel_std")
+def channel_std_keeps_float32(x):
+    return np.asarray(x).std(axis=(0, 2, 3))
+
+
+@mutant("fit keeps the statistics of its first call (a second fit changes nothing)",
+        replaces="Preprocessor")
+class PreprocessorFitsOnce(Preprocessor):
+    def fit(self, x_train):
+        if self.mean is None:
+            super().fit(x_train)
+        return self
+
+
+@mutant("an unknown mode's ValueError does not say which modes exist", replaces="Preprocessor")
+class PreprocessorVagueModeError(Preprocessor):
+    def __init__(self, mode):
+        if mode not in self.MODES:
+            raise ValueError("unknown mode")
+        super().__init__(mode)
+
+
+@mutant("a wrong number of channels raises a ValueError without the shapes",
+        replaces="Preprocessor")
+class PreprocessorVagueShapeError(Preprocessor):
+    def transform(self, x):
+        try:
+            return super().transform(x)
+        except ValueError:
+            raise ValueError("wrong number of channels") from None
+
+
+@mutant("fit and transform accept a single (C, H, W) image without its batch axis",
+        replaces="Preprocessor")
+class PreprocessorAccepts3D(Preprocessor):
+    @staticmethod
+    def _check_images(name, x):
+        x = np.asarray(x)
+        return x[None] if x.ndim == 3 else x

@@ -8,8 +8,9 @@ bad ``mean_image`` costs exactly its own checks), or from a "wrong" one whose
 functions return wrong values of the right shape and whose Preprocessor is the
 stub (it earns exactly 1 point: ``test_statistics_do_not_modify_input``).
 The expected scores are worked out from the checks' points by hand, not by
-grading: mean_image 3, channel_mean 3, channel_std 2, "do not modify" 1 (the
-three statistics cells: 9), the Preprocessor cell 28; 37 in all.
+grading: mean_image 3, channel_mean 3, channel_std 2, "do not modify" 1, and six
+checks of the three statistics together (3 dtypes, 3 shapes: 1 point each), so the
+three statistics cells hold 15; the Preprocessor cell 39; 54 in all.
 
 Writes ``tests/adversarial/*.ipynb`` and ``tests/adversarial/expected.json``.
 """
@@ -31,8 +32,10 @@ from autograder.labs import find_lab  # noqa: E402
 from autograder.notebook import answer_cells  # noqa: E402
 
 LAB = find_lab("01_preprocessing")
-FULL, STATISTICS_ONLY, WRONG_BASE = 37, 9, 1
-WITHOUT_MEAN_IMAGE = 34  # isolated variant, mean_image's own two checks lost (1 + 2)
+FULL, STATISTICS_ONLY, WRONG_BASE = 54, 15, 1
+# The isolated variant with a bad mean_image: its own two checks lost (1 + 2), and the six
+# checks of the three statistics together (3 dtypes + 3 shapes), which call it first.
+WITHOUT_MEAN_IMAGE = 45
 
 # Code that finds the repository from labkit, which the student may import.
 FIND_REPO = "import labkit, pathlib\n_repo = pathlib.Path(labkit.__file__).resolve().parents[2]\n"
@@ -208,9 +211,9 @@ def main() -> int:
         "os_exit_at_import": (prefix(honest, "preprocessor", "import os\nos._exit(0)"),
                               STATISTICS_ONLY, "ended the grading process"),
         "sys_exit_in_function": (exit_on_unknown_mode("import sys", "sys.exit(0)"),
-                                 FULL - 1, "SystemExit"),  # test_unknown_mode_raises lost
+                                 FULL - 2, "SystemExit"),  # the two unknown-mode checks lost
         "os_exit_in_function": (exit_on_unknown_mode("import os", "os._exit(0)"),
-                                FULL - 1, "ended its process"),
+                                FULL - 2, "ended its process"),
         "patch_numpy_allclose": (prefix(wrong, "mean_image",
                                         "import numpy as np\nnp.allclose = lambda *a, **k: True\n"
                                         "np.all = lambda *a, **k: True\n"
@@ -281,7 +284,8 @@ def main() -> int:
         "renamed_function": (with_cells(honest, {
             "channel_std": ref["channel_std"].replace("def channel_std(", "def channel_stdev("),
             "preprocessor": pre.replace("channel_std(x_train)", "channel_stdev(x_train)")}),
-            FULL - 3, "does not define `channel_std`"),  # its own 2 + "do not modify" 1
+            FULL - 9, "does not define `channel_std`"),
+        # its own 2 + "do not modify" 1 + the six dtype and shape checks of the statistics
         "nan_answer": (isolated_mean_image("    return np.full(x.shape[1:], np.nan)\n"),
                        WITHOUT_MEAN_IMAGE, "mean_image"),
         "wrong_dtype": (isolated_mean_image("    return x.mean(axis=0).astype(np.float32)\n"),
