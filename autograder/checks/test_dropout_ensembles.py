@@ -193,6 +193,20 @@ def test_dropout_module_matches_torch_in_distribution(student, seed, keep_prob):
                  out[kept].detach().unique(), theirs[kept_torch].unique(), rtol=1e-6)
 
 
+@pytest.mark.points(1)
+def test_dropout_module_default_keep_prob(student, seed):
+    """Dropout() without an argument keeps each unit with probability 0.5, scaled by 2."""
+    torch.manual_seed(seed)
+    x = torch.ones(300, 700)
+    m = student.Dropout()
+    m.train()
+    out = m(x)
+    check_fraction("Dropout() (the default keep_prob is 0.5) in train mode",
+                   int((out != 0).sum()), x.numel(), 0.5)
+    assert_close("the kept values of Dropout()(ones) (scaled by 1 / 0.5)",
+                 out[out != 0].detach().unique(), torch.tensor([2.0]))
+
+
 @pytest.mark.points(2)
 @pytest.mark.parametrize("keep_prob", [0.3, 0.8])
 def test_dropout_module_eval_is_identity(student, rng, keep_prob):
@@ -384,6 +398,27 @@ def test_average_probabilities_single_model_and_large_logits(student, rng):
                  "row's maximum before exp)", student.average_probabilities(logits), expected)
 
 
+@pytest.mark.points(1)
+def test_average_probabilities_of_float32_logits_are_float64(student, rng):
+    """float32 logits (what torch models give): float64 probabilities ("float array")."""
+    logits = (rng.standard_normal((3, 6, 5)) * 2).astype(np.float32)
+    expected = torch.softmax(torch.from_numpy(logits).double(), dim=2).mean(dim=0).numpy()
+    assert_close("average_probabilities(float32 logits)", student.average_probabilities(logits),
+                 expected, check_dtype=True)
+
+
+@pytest.mark.points(1)
+def test_average_probabilities_rows_far_apart(student, rng):
+    """Examples whose logits lie 2,000 apart: each row is shifted by its own maximum."""
+    logits = rng.standard_normal((2, 4, 3))
+    logits[:, 0] += 1000.0
+    logits[:, 2] -= 1000.0  # one maximum for all rows would underflow this row to 0 / 0
+    expected = torch.softmax(torch.from_numpy(logits), dim=2).mean(dim=0).numpy()
+    assert_close("average_probabilities of examples with logits near +1000 and near -1000 "
+                 "(subtract each row's own maximum, not one maximum for all)",
+                 student.average_probabilities(logits), expected)
+
+
 # --- ensemble_predict ----------------------------------------------------------------------
 # The models handed to ensemble_predict are built inside the student's process from a spec
 # and a state_dict (autograder.sandbox.modules.lend); the check computes the expected answer
@@ -505,6 +540,15 @@ def test_ensemble_predict_no_grad_and_batches(student, reference, seed):
                  check_dtype=True)
     numpy_x = student.ensemble_predict(theirs, x.numpy(), "average", batch_size=3)
     assert_close("ensemble_predict with x given as a numpy array", numpy_x, expected)
+
+
+@pytest.mark.points(1)
+def test_ensemble_predict_default_method_is_average(student):
+    """ensemble_predict(models, x) averages the probabilities (its default method)."""
+    # Two weak votes for 0 against one confident 2: the vote says 0, the average 2.
+    trio = [lend_table_model(student, t) for t in ([[0, 0, 9]], [[1, 0, 0]], [[1, 0, 0]])]
+    assert_close("ensemble_predict(models, x) (the default method is \"average\")",
+                 student.ensemble_predict(trio, np.eye(1, dtype=np.float32)), np.array([2]))
 
 
 @pytest.mark.points(1)

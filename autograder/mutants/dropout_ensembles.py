@@ -220,3 +220,41 @@ def ensemble_predict_first_model(models, x, method="average", batch_size=500):
     model.eval()
     with torch.no_grad():
         return model(torch.as_tensor(x, dtype=torch.float32)).argmax(dim=1).numpy()
+
+
+@mutant("Dropout's default keep_prob is 0.8 instead of the documented 0.5", replaces="Dropout")
+class DropoutDefault08(Dropout):
+    def __init__(self, keep_prob=0.8):
+        super().__init__(keep_prob)
+
+
+@mutant("average_probabilities keeps float32 logits in float32", replaces="average_probabilities")
+def average_probabilities_keeps_float32(logits):
+    logits = np.asarray(logits)
+    exp = np.exp(logits - logits.max(axis=2, keepdims=True))
+    return (exp / exp.sum(axis=2, keepdims=True)).mean(axis=0)
+
+
+@mutant("average_probabilities subtracts one maximum for all rows (far rows underflow)",
+        replaces="average_probabilities")
+def average_probabilities_global_max(logits):
+    logits = np.asarray(logits, dtype=np.float64)
+    exp = np.exp(logits - logits.max())
+    return (exp / exp.sum(axis=2, keepdims=True)).mean(axis=0)
+
+
+@mutant('ensemble_predict\'s default method is "vote"', replaces="ensemble_predict")
+def ensemble_predict_default_vote(models, x, method="vote", batch_size=500):
+    if method not in ("vote", "average"):
+        raise ValueError(method)
+    x = torch.as_tensor(x, dtype=torch.float32)
+    logits = []
+    with torch.no_grad():
+        for model in models:
+            model.eval()
+            logits.append(torch.cat([model(x[i : i + batch_size])
+                                     for i in range(0, x.shape[0], batch_size)]).numpy())
+    logits = np.stack(logits)
+    if method == "vote":
+        return majority_vote(logits.argmax(axis=2))
+    return average_probabilities(logits).argmax(axis=1)
