@@ -498,6 +498,19 @@ def test_spatial_groupnorm_rejects_bad_G(student, rng):
                   student.spatial_groupnorm_forward, x, gamma, beta, 4, {})
 
 
+@pytest.mark.points(1)
+def test_spatial_groupnorm_rejects_G_even_when_the_reshape_works(student, rng):
+    """G = 4 with C = 6 on 2 x 2 maps (x.reshape(N, 4, -1) succeeds there), and G = 0,
+    raise ValueError: check that G divides C, do not rely on the reshape failing."""
+    x = maps(rng, 2, 6, 2, 2)
+    gamma, beta = affine(rng, 6)
+    assert_raises("spatial_groupnorm_forward with C = 6, G = 4 and 2 x 2 maps (24 numbers "
+                  "per image, which reshape to (4, 6) without complaint)", ValueError,
+                  student.spatial_groupnorm_forward, x, gamma, beta, 4, {})
+    assert_raises("spatial_groupnorm_forward with G = 0", ValueError,
+                  student.spatial_groupnorm_forward, x, gamma, beta, 0, {})
+
+
 @pytest.mark.points(3)
 @pytest.mark.parametrize("G", [2, 4])
 def test_spatial_groupnorm_backward(student, reference, rng, G):
@@ -611,6 +624,25 @@ def test_batchnorm2d_train_matches_torch(student, rng):
                                f"parameter in forward.")
         assert_close(f"BatchNorm2d.{name}.grad accumulated over 3 steps", g,
                      getattr(theirs, name).grad, **TIGHT)
+
+
+@pytest.mark.points(1)
+def test_batchnorm2d_default_eps_and_momentum(student, rng):
+    """BatchNorm2d(C) with its defaults (eps 1e-5, momentum 0.1) against torch's, 2 steps."""
+    c = 3
+    ours, theirs = student.BatchNorm2d(c), torch.nn.BatchNorm2d(c)
+    for m in (ours, theirs):
+        m.double()
+        m.train()
+    for step in range(2):
+        # A small spread, so that eps matters next to the variance.
+        x = t64(0.01 * maps(rng, 4, c, 3, 5) + 1.0)
+        assert_close(f"BatchNorm2d({c}) output, train step {step + 1} (default eps 1e-5)",
+                     ours(x), theirs(x), **TIGHT)
+        for name in ("running_mean", "running_var"):
+            assert_close(f"BatchNorm2d({c}).{name} after {step + 1} train steps (the default "
+                         f"momentum is 0.1, torch's convention: 0.1 weights the new batch)",
+                         getattr(ours, name), getattr(theirs, name), **TIGHT)
 
 
 @pytest.mark.points(3)

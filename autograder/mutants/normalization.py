@@ -242,3 +242,24 @@ class BatchNorm2dGraphBuffers(BatchNorm2d):
                 var[None, :, None, None] + self.eps)
             return self.weight[None, :, None, None] * x_hat + self.bias[None, :, None, None]
         return super().forward(x)
+
+
+@mutant("BatchNorm2d's momentum defaults to 0.9 (Keras's convention, the weight of the old "
+        "statistics)", replaces="BatchNorm2d")
+class BatchNorm2dKerasMomentum(BatchNorm2d):
+    def __init__(self, num_features, eps=1e-5, momentum=0.9):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+
+
+@mutant("spatial_groupnorm_forward relies on x.reshape(N, G, -1) to reject a G that does not "
+        "divide C", replaces="spatial_groupnorm_forward")
+def spatial_groupnorm_forward_reshape_only(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    n, c, h, w = x.shape
+    xg = x.reshape(n, G, -1)
+    mu = xg.mean(axis=2, keepdims=True)
+    xc = xg - mu
+    inv_std = 1.0 / np.sqrt((xc**2).mean(axis=2, keepdims=True) + eps)
+    x_hat = (xc * inv_std).reshape(n, c, h, w)
+    out = gamma[None, :, None, None] * x_hat + beta[None, :, None, None]
+    return out, {"x_hat": x_hat, "inv_std": inv_std, "gamma": gamma, "G": G}
