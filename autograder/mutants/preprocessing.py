@@ -165,3 +165,24 @@ class PreprocessorAccepts3D(Preprocessor):
     def _check_images(name, x):
         x = np.asarray(x)
         return x[None] if x.ndim == 3 else x
+
+
+@mutant('"mean_image" mode compares only the number of channels (an H or W of 1 broadcasts)',
+        replaces="Preprocessor")
+class PreprocessorChecksChannelsOnly(Preprocessor):
+    def transform(self, x):
+        if self.mean is not None and self.mode == "mean_image" and np.ndim(x) == 4:
+            if np.shape(x)[1] != self.mean.shape[0]:
+                raise ValueError(f"x has shape {np.shape(x)}: expected {self.mean.shape[0]} "
+                                 f"channels")
+            return np.asarray(x) - self.mean[None]
+        return super().transform(x)
+
+
+@mutant("transform before fit raises a RuntimeError that does not say what to do",
+        replaces="Preprocessor")
+class PreprocessorSilentFitError(Preprocessor):
+    def transform(self, x):
+        if self.mean is None:
+            raise RuntimeError("not ready")
+        return super().transform(x)
