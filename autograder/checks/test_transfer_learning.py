@@ -434,6 +434,30 @@ def test_extract_features_batch_size_invariance(student, seed, rng):
                  rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.points(1)
+def test_extract_features_float64_and_empty(student, seed, rng):
+    """float64 numpy images are cast to float32 for the model; 0 images give (0, D) float32."""
+    spec = small_resnet_spec((2, 3, 4), num_classes=5)
+    ours = randomized(spec, seed)
+    theirs = lend_copy(student, spec, ours)
+    x = rng.standard_normal((3, 3, 10, 9))  # float64
+    feats = student.extract_features(theirs, x.copy(), batch_size=2)
+    assert_shape("extract_features(model, float64 x of 3 images)", feats, (3, 4))
+    assert feats.dtype == np.float32, (f"extract_features of float64 images must return "
+                                       f"float32 features, got {feats.dtype}")
+    assert_close("extract_features(model, float64 x) (cast x to float32 first)", feats,
+                 our_features(ours, torch.from_numpy(x.astype(np.float32))), rtol=1e-4,
+                 atol=1e-5)
+    empty = student.extract_features(theirs, np.zeros((0, 3, 10, 9), dtype=np.float32))
+    if not isinstance(empty, np.ndarray):
+        raise CheckFailure(f"extract_features of 0 images must return a numpy array, got "
+                           f"{type(empty).__name__}")
+    assert_shape("extract_features(model, x of 0 images) (D = model.fc.in_features)", empty,
+                 (0, 4))
+    assert empty.dtype == np.float32, (f"extract_features of 0 images must return float32, "
+                                       f"got {empty.dtype}")
+
+
 # --- parameter_groups -----------------------------------------------------------------------
 
 
@@ -577,3 +601,20 @@ def test_train_linear_classifier_learns_and_seeds(student, rng):
     if torch.equal(other, again):
         raise CheckFailure("train_linear_classifier gives the same weights for seeds 0 and 11: "
                            "seed the initialization with torch.manual_seed(seed)")
+
+
+@pytest.mark.points(2)
+@pytest.mark.timeout(30)  # two trainings of 100 epochs
+def test_train_linear_classifier_defaults_and_int32_labels(student, reference, rng):
+    """The defaults (epochs=100, lr=0.01, weight_decay=1e-4, seed=0) as documented, on int32
+    labels (cast to int64 for cross_entropy)."""
+    x, y = blobs(rng, 24, 5, 3)
+    y = y.astype(np.int32)
+    clf = student.train_linear_classifier(x.copy(), y.copy(), 3)
+    ref = reference.train_linear_classifier(x.copy(), y.copy(), 3)
+    state = clf.state_dict()
+    assert_close("the classifier's weight with every default (epochs=100, lr=0.01, "
+                 "weight_decay=1e-4, seed=0)", state["weight"], ref.weight.detach(),
+                 rtol=1e-5, atol=1e-6)
+    assert_close("the classifier's bias with every default", state["bias"],
+                 ref.bias.detach(), rtol=1e-5, atol=1e-6)

@@ -291,3 +291,21 @@ def train_linear_classifier_unseeded(features, labels, num_classes, epochs=100, 
         loss.backward()
         opt.step()
     return clf.eval()
+
+
+@mutant("extract_features keeps the images' dtype: float64 images reach a float32 model",
+        replaces="extract_features")
+def extract_features_keeps_dtype(model, x, batch_size=256, _ref=extract_features):
+    t = torch.as_tensor(x)
+    if t.dtype != torch.float32 and len(t):
+        model.eval()
+        with torch.no_grad():
+            model(t[:1])  # RuntimeError: float64 input, float32 weights
+    return _ref(model, x, batch_size)
+
+
+@mutant("train_linear_classifier's learning rate defaults to 0.001 (Adam's own default)",
+        replaces="train_linear_classifier")
+def train_linear_classifier_lr_default(features, labels, num_classes, epochs=100, lr=0.001,
+                                       weight_decay=1e-4, seed=0, _ref=train_linear_classifier):
+    return _ref(features, labels, num_classes, epochs, lr, weight_decay, seed)
