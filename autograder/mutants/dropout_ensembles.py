@@ -8,7 +8,12 @@ import numpy as np
 import torch
 
 from autograder.mutants import mutant
-from solutions.dropout_ensembles import Dropout, average_probabilities, majority_vote
+from solutions.dropout_ensembles import (
+    Dropout,
+    average_probabilities,
+    ensemble_predict,
+    majority_vote,
+)
 
 
 @mutant("dropout scales kept units by keep_prob instead of 1 / keep_prob",
@@ -244,17 +249,7 @@ def average_probabilities_global_max(logits):
 
 
 @mutant('ensemble_predict\'s default method is "vote"', replaces="ensemble_predict")
-def ensemble_predict_default_vote(models, x, method="vote", batch_size=500):
-    if method not in ("vote", "average"):
-        raise ValueError(method)
-    x = torch.as_tensor(x, dtype=torch.float32)
-    logits = []
-    with torch.no_grad():
-        for model in models:
-            model.eval()
-            logits.append(torch.cat([model(x[i : i + batch_size])
-                                     for i in range(0, x.shape[0], batch_size)]).numpy())
-    logits = np.stack(logits)
-    if method == "vote":
-        return majority_vote(logits.argmax(axis=2))
-    return average_probabilities(logits).argmax(axis=1)
+def ensemble_predict_default_vote(models, x, method="vote", batch_size=500,
+                                  _reference=ensemble_predict):
+    # The reference bound as a default: the mutant notebook rebinds the name to this mutant.
+    return _reference(models, x, method, batch_size)
