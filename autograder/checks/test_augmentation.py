@@ -267,6 +267,33 @@ def test_crop_int_size_without_padding_and_errors(student, rng, seed):
                   student.random_crop, x, 4, 1, g, padding_mode="circular")
 
 
+@pytest.mark.points(2)
+def test_crop_sizes_at_the_bounds(student, rng, seed):
+    """The least crops (1 pixel high or wide) and the largest (the whole padded image) are
+    allowed and match torchvision's pad + crop; a crop of 0 rows or columns, or larger than
+    the padded image, raises ValueError."""
+    x = images(rng, (3, 2, 7, 8)) + 0.5
+    for size, padding in (((1, 4), 0), ((5, 1), 1), ((9, 10), 1), ((1, 1), 0)):
+        copy = x.clone()
+        what = f"random_crop(x of shape (3, 2, 7, 8), size={size}, padding={padding})"
+        try:
+            out = as_tensor("random_crop", student.random_crop(
+                copy, size, padding, student_generator(student, seed)))
+        except ValueError as e:
+            raise CheckFailure(f"{what} raised ValueError ({str(e)[:120]}), but that crop fits: "
+                               f"any h in 1..H + 2 padding and w in 1..W + 2 padding is "
+                               f"allowed.") from None
+        assert_shape(what, out, (3, 2, *size))
+        assert_close(what, out, oracle_crop(x, size, padding, seed, "constant"), rtol=0, atol=0)
+        check_unchanged("random_crop", copy, x)
+    for size, padding in (((0, 4), 0), ((4, 0), 0), ((0, 0), 0), ((8, 8), 0), ((7, 9), 0),
+                          ((10, 10), 1)):
+        assert_raises(f"random_crop(x of 7x8, size={size}, padding={padding}) (the crop does not "
+                      f"fit: h must be in 1..H + 2 padding and w in 1..W + 2 padding)", ValueError,
+                      student.random_crop, x.clone(), size, padding,
+                      student_generator(student, seed))
+
+
 @pytest.mark.points(1)
 def test_crop_global_generator(student, reference, rng, seed):
     """generator=None: torch's global generator, so torch.manual_seed fixes the crops."""
@@ -376,7 +403,9 @@ def oracle_erasing(x, scale, ratio, value, seed):
 
 @pytest.mark.points(3)
 @pytest.mark.parametrize(("scale", "ratio", "value"),
-                         [((0.05, 0.4), (0.3, 3.3), 0.0), ((0.2, 0.6), (0.5, 1.5), -1.5)])
+                         [((0.05, 0.4), (0.3, 3.3), 0.0), ((0.2, 0.6), (0.5, 1.5), -1.5),
+                          # areas of 0.08-1.6 pixels: h and w round to 0 or 1, clamped to >= 1
+                          ((0.001, 0.02), (0.3, 3.3), 2.0)])
 def test_random_erasing_matches_torchvision(student, rng, seed, scale, ratio, value):
     """random_erasing against torchvision's erase, image by image, with the documented draws."""
     x = images(rng, (5, 2, 10, 8))
@@ -460,6 +489,15 @@ def test_mixup_matches_oracle_for_a_seed(student, rng, seed):
     """mixup with the documented draws (randperm, then one Beta weight per image)."""
     x, y = images(rng, (7, 3, 4, 5)), torch.from_numpy(rng.integers(0, 6, 7))
     copies = x.clone(), y.clone()
+    # Other generator seeds first: the seed of numpy's generator must be the documented
+    # torch.randint(0, 2**32, ...) draw (another range gives another seed on some of them).
+    for other in range(seed + 1, seed + 5):
+        _, _, lam_other = unpack3("mixup", student.mixup(x.clone(), y.clone(), 0.4, 6,
+                                                          student_generator(student, other)))
+        assert_close(f"mixup(...)[2] with a generator seeded with {other}: lam from "
+                     f"np.random.default_rng(int(torch.randint(0, 2**32, (1,), generator)))",
+                     as_tensor("lam", lam_other), oracle_mixup(x, y, 0.4, 6, other)[2],
+                     rtol=1e-5, atol=1e-6)
     x_mixed, y_soft, lam = unpack3("mixup", student.mixup(x, y, 0.4, 6,
                                                           student_generator(student, seed)))
     ex, ey, elam = oracle_mixup(*copies, 0.4, 6, seed)
@@ -562,6 +600,13 @@ def test_cutmix_matches_oracle_for_a_seed(student, rng, seed):
     """cutmix with the documented draws: boxes clipped at the border, labels by area."""
     x, y = images(rng, (8, 2, 6, 9)), torch.from_numpy(rng.integers(0, 4, 8))
     copies = x.clone(), y.clone()
+    for other in range(seed + 1, seed + 5):  # the documented seed draw, as for mixup
+        _, _, lam_other = unpack3("cutmix", student.cutmix(x.clone(), y.clone(), 0.5, 4,
+                                                            student_generator(student, other)))
+        assert_close(f"cutmix(...)[2] with a generator seeded with {other}: lam_box from the "
+                     f"documented draws (seed = int(torch.randint(0, 2**32, (1,), generator)))",
+                     as_tensor("lam_box", lam_other), oracle_cutmix(x, y, 0.5, 4, other)[2],
+                     rtol=1e-6, atol=1e-6)
     x_mixed, y_soft, lam = unpack3("cutmix", student.cutmix(x, y, 0.5, 4,
                                                             student_generator(student, seed)))
     ex, ey, elam = oracle_cutmix(*copies, 0.5, 4, seed)
@@ -738,6 +783,42 @@ def test_tta_predict_bad_views(student, rng, seed):
     assert_raises("tta_predict(model, x, [])", ValueError, student.tta_predict, theirs, x, [])
     assert_raises('tta_predict(model, x, ["identity", "rot90"])', ValueError,
                   student.tta_predict, theirs, x, ["identity", "rot90"])
+
+
+# --- the default arguments ------------------------------------------------------------------
+
+# Each transform called with its required arguments only (and the generator): the defaults of
+# the docstrings (p=0.5; padding=0; amounts 0, the identity; scale=(0.02, 0.33),
+# ratio=(0.3, 3.3), value=0; alpha=0.2 and 1.0, num_classes=10).
+DEFAULT_CALLS = {
+    "random_horizontal_flip(x)": ("random_horizontal_flip", lambda x, y: (x,)),
+    "random_crop(x, (5, 4))": ("random_crop", lambda x, y: (x, (5, 4))),
+    "color_jitter(x)": ("color_jitter", lambda x, y: (x,)),
+    "random_erasing(x)": ("random_erasing", lambda x, y: (x,)),
+    "mixup(x, y)": ("mixup", lambda x, y: (x, y)),
+    "cutmix(x, y)": ("cutmix", lambda x, y: (x, y)),
+}
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("call", list(DEFAULT_CALLS))
+def test_default_arguments(student, reference, rng, seed, call):
+    """With its defaults, each transform gives what the reference gives with the same draws."""
+    name, args = DEFAULT_CALLS[call]
+    x = images(rng, (12, 3, 7, 6))
+    y = torch.from_numpy(rng.integers(0, 10, 12))
+    theirs = getattr(student, name)(*args(x.clone(), y.clone()),
+                                    generator=student_generator(student, seed))
+    ours = getattr(reference, name)(*args(x.clone(), y.clone()), generator=our_generator(seed))
+    if isinstance(ours, tuple):
+        theirs = unpack3(name, theirs)
+        parts = ("x_mixed", "y_soft (num_classes=10 by default)", "lam")
+    else:
+        theirs, ours, parts = (as_tensor(name, theirs),), (ours,), ("the output",)
+    for got, want, part in zip(theirs, ours, parts, strict=True):
+        assert_shape(f"{call}, {part}", got, tuple(want.shape))
+        assert_close(f"{call} with the default arguments of the docstring, {part}, vs the "
+                     f"reference with the same generator seed", got, want, rtol=1e-5, atol=1e-6)
 
 
 # --- inputs left unchanged ------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.mutants import mutant
+from solutions.augmentation import color_jitter, cutmix, mixup, random_crop
 
 
 @mutant("random_horizontal_flip draws one random number for the whole batch (as a v2 transform "
@@ -273,3 +274,75 @@ def tta_with_grad(model, x, transforms=("identity", "hflip")):
         raise ValueError(transforms)
     model.eval()
     return torch.stack([torch.softmax(model(flips[v](x)), dim=1) for v in views]).mean(dim=0)
+
+
+# --- promises of the docstrings beyond the main path: defaults, bounds, the seed's draw -----
+
+
+@mutant("color_jitter's brightness defaults to 0.5 instead of 0 (a call with no amounts is not "
+        "the identity)", replaces="color_jitter")
+def jitter_default_brightness(x, brightness=0.5, contrast=0.0, saturation=0.0, generator=None,
+                              _reference=color_jitter):
+    return _reference(x, brightness, contrast, saturation, generator)
+
+
+@mutant("mixup's alpha defaults to 1.0 (CutMix's) instead of 0.2", replaces="mixup")
+def mixup_default_alpha(x, y, alpha=1.0, num_classes=10, generator=None, _reference=mixup):
+    return _reference(x, y, alpha, num_classes, generator)
+
+
+@mutant("cutmix's num_classes defaults to the labels' maximum + 1 instead of 10",
+        replaces="cutmix")
+def cutmix_default_classes(x, y, alpha=1.0, num_classes=None, generator=None, _reference=cutmix):
+    return _reference(x, y, alpha, int(y.max()) + 1 if num_classes is None else num_classes,
+                      generator)
+
+
+@mutant("mixup draws numpy's seed as torch.randint(0, 2**63) instead of the documented "
+        "torch.randint(0, 2**32)", replaces="mixup")
+def mixup_other_seed_range(x, y, alpha=0.2, num_classes=10, generator=None):
+    n = x.shape[0]
+    perm = torch.randperm(n, generator=generator)
+    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
+    lam = torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size=n)).float()
+    one_hot = F.one_hot(y, num_classes).float()
+    y_soft = lam[:, None] * one_hot + (1 - lam[:, None]) * one_hot[perm]
+    lam_x = lam.to(x.dtype)[:, None, None, None]
+    return lam_x * x + (1 - lam_x) * x[perm], y_soft, lam
+
+
+@mutant("random_crop rejects a crop as large as the padded image (h >= Hp instead of h > Hp)",
+        replaces="random_crop")
+def crop_rejects_full_size(x, size, padding=0, generator=None, padding_mode="constant",
+                           _reference=random_crop):
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h >= x.shape[2] + 2 * padding or w >= x.shape[3] + 2 * padding:
+        raise ValueError(f"a crop of {h}x{w} does not fit")
+    return _reference(x, size, padding, generator, padding_mode)
+
+
+@mutant("random_crop accepts a crop of 0 rows (it returns an empty tensor instead of raising)",
+        replaces="random_crop")
+def crop_accepts_empty(x, size, padding=0, generator=None, padding_mode="constant",
+                       _reference=random_crop):
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h == 0 or w == 0:
+        return x[:, :, :h, :w].clone()
+    return _reference(x, size, padding, generator, padding_mode)
+
+
+@mutant("random_erasing lets a tiny rectangle round to 0 pixels (no clamp to at least 1)",
+        replaces="random_erasing")
+def erasing_no_least_pixel(x, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0.0, generator=None):
+    n, _, height, width = x.shape
+    u1, u2, u3, u4 = (torch.rand(n, generator=generator) for _ in range(4))
+    area = scale[0] + (scale[1] - scale[0]) * u1
+    r = torch.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u2)
+    h = torch.round(torch.sqrt(area * height * width * r)).long().clamp(max=height)
+    w = torch.round(torch.sqrt(area * height * width / r)).long().clamp(max=width)
+    top = torch.floor(u3 * (height - h + 1)).long()
+    left = torch.floor(u4 * (width - w + 1)).long()
+    out = x.clone()
+    for i in range(n):
+        out[i, :, top[i]:top[i] + h[i], left[i]:left[i] + w[i]] = value
+    return out
