@@ -201,12 +201,37 @@ def test_bottleneck_matches_torchvision(student, rng, seed, in_planes, planes, s
 
 @pytest.mark.points(1)
 def test_bottleneck_defaults(student):
-    """Bottleneck(in, planes) defaults to stride 1, groups 1, base width 64."""
-    block = student.Bottleneck(16, 4)
-    check_structure("Bottleneck(16, 4)", describe(student, block), tv_bottleneck(16, 4, 1, 1, 64))
-    out = block(torch.zeros(1, 16, 5, 3))
-    assert_shape("Bottleneck(16, 4)(x) for x of shape (1, 16, 5, 3)", as_tensor("Bottleneck", out),
-                 (1, 16, 5, 3))
+    """Bottleneck(in, planes) defaults to stride 1, groups 1, base width 64 (planes = 64, so
+    that another base width changes the inner width: int(64 * base_width / 64))."""
+    block = student.Bottleneck(32, 64)
+    check_structure("Bottleneck(32, 64)", describe(student, block),
+                    tv_bottleneck(32, 64, 1, 1, 64))
+    out = block(torch.zeros(1, 32, 5, 3))
+    assert_shape("Bottleneck(32, 64)(x) for x of shape (1, 32, 5, 3)",
+                 as_tensor("Bottleneck", out), (1, 256, 5, 3))
+
+
+@pytest.mark.points(2)
+def test_block_defaults(student, rng):
+    """BasicBlock(in, planes) and DepthwiseSeparable(in, out) have stride 1 by default, and
+    SeparableConv2d(in, out) kernel 3, stride 1, padding 1: the maps keep their size."""
+    x = tensor(rng, 1, 6, 7, 5)
+    block = student.BasicBlock(6, 6)
+    check_structure("BasicBlock(6, 6)", describe(student, block), tv_basic_block(6, 6, 1))
+    assert_shape("BasicBlock(6, 6)(x) for x of shape (1, 6, 7, 5) (stride 1 by default)",
+                 as_tensor("BasicBlock", block(x.clone())), (1, 6, 7, 5))
+    block = student.DepthwiseSeparable(6, 4)
+    assert_shape("DepthwiseSeparable(6, 4)(x) for x of shape (1, 6, 7, 5) (stride 1 by default)",
+                 as_tensor("DepthwiseSeparable", block(x.clone())), (1, 4, 7, 5))
+    conv = student.SeparableConv2d(6, 4)
+    got = param_shapes(describe(student, conv))
+    want = {"depthwise.weight": (6, 1, 3, 3), "pointwise.weight": (4, 6, 1, 1)}
+    if got != want:
+        raise CheckFailure(f"SeparableConv2d(6, 4) has the parameters {got}, expected {want} "
+                           f"(kernel_size=3 by default).")
+    assert_shape("SeparableConv2d(6, 4)(x) for x of shape (1, 6, 7, 5) (kernel 3, stride 1, "
+                 "padding 1 by default)", as_tensor("SeparableConv2d", conv(x.clone())),
+                 (1, 4, 7, 5))
 
 
 # --- the ResNet builder --------------------------------------------------------------------
@@ -366,6 +391,17 @@ def test_mobilenet_width_multiplier(student, reference, rng, seed, width_mult, n
     size = (32, 24) if small_input else (16, 12)
     assert_shape(f"{what}.features[0](x) for x of shape (2, 3, 32, 24) (stride "
                  f"{1 if small_input else 2})", stem, (2, max(8, int(32 * width_mult)), *size))
+    # Layer by layer, each fed the reference's output of the layer before: with random batch
+    # norm statistics the deep layers see mostly the norms' shifts, so that the logits
+    # alone hardly depend on what the first layers did.
+    h = x
+    for i in range(len(MOBILENET_TABLE)):
+        with torch.no_grad():
+            expected = ours.features[i](h.clone())
+        close(f"{what}.features[{i}](h), h the output of the layers before it (features[0]: "
+              f"conv, BN, ReLU; then the DepthwiseSeparable blocks)",
+              model.features[i](h.clone()), expected)
+        h = expected
     with torch.no_grad():
         expected = ours(x.clone())
     close(f"{what}(x) for x of shape (2, 3, 32, 24)", model(x.clone()), expected)
@@ -545,6 +581,26 @@ def test_densenet121_matches_torchvision(student, rng, seed):
     model = student.densenet(32, (6, 12, 24, 16), 64)
     compare_model("densenet(32, (6, 12, 24, 16), 64)", student, model, oracle,
                   tensor(rng, 2, 3, 64, 48), 7_978_856)
+
+
+@pytest.mark.points(2)
+def test_densenet_defaults_and_layer_names(student):
+    """densenet() is DenseNet-121 (growth 32, blocks (6, 12, 24, 16), 64 initial features),
+    and its features are named as torchvision's: conv0, norm0, relu0, pool0, denseblock1,
+    transition1, ..., denseblock4, norm5."""
+    info = describe(student, student.densenet())
+    if count(info) != 7_978_856:
+        raise CheckFailure(f"densenet() has {count(info):,} parameters, expected 7,978,856 "
+                           f"(DenseNet-121: the defaults are growth_rate=32, block_config=(6, "
+                           f"12, 24, 16), num_init_features=64).")
+    with torch.device("meta"):
+        oracle = torchvision.models.densenet121(weights=None)
+    want = [name for name, _ in oracle.features.named_children()]
+    got = [m["name"].split(".", 1)[1] for m in info["modules"]
+           if m["name"].startswith("features.") and m["name"].count(".") == 1]
+    if got != want:
+        raise CheckFailure(f"densenet().features holds the modules {got}, expected {want}, in "
+                           f"that order (torchvision's names, parameter-free ones included).")
 
 
 @pytest.mark.points(3)

@@ -6,6 +6,8 @@ reference's own builder takes it as a default argument (bound before the
 name is rebound to the mutant).
 """
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -239,4 +241,48 @@ def densenet_no_compression(growth_rate=32, block_config=(6, 12, 24, 16), num_in
             setattr(features, f"transition{i + 1}", Transition(channels, channels))
     features.norm5 = nn.BatchNorm2d(channels)
     model.classifier = nn.Linear(channels, num_classes)
+    return model
+
+
+# --- promises of the docstrings beyond the main path: defaults, layer names -----------------
+
+
+@mutant("BasicBlock's stride defaults to 2 (a downsampling block unless told otherwise)",
+        replaces="BasicBlock")
+class BasicBlockDefaultStride2(BasicBlock):
+    def __init__(self, in_planes, planes, stride=2):
+        super().__init__(in_planes, planes, stride)
+
+
+@mutant("Bottleneck's base_width defaults to 32 instead of torchvision's 64",
+        replaces="Bottleneck")
+class BottleneckDefaultWidth32(Bottleneck):
+    def __init__(self, in_planes, planes, stride=1, groups=1, base_width=32):
+        super().__init__(in_planes, planes, stride, groups, base_width)
+
+
+@mutant("SeparableConv2d's padding defaults to 0 (the maps shrink by 2 pixels)",
+        replaces="SeparableConv2d")
+class SeparableConv2dDefaultPadding0(SeparableConv2d):
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding)
+
+
+@mutant("mobilenet_v1's stem has no ReLU after its batch norm", replaces="mobilenet_v1")
+def mobilenet_v1_stem_without_relu(num_classes=1000, width_mult=1.0, small_input=False,
+                                   _reference=mobilenet_v1):
+    model = _reference(num_classes, width_mult, small_input)
+    model.features[0] = model.features[0][:2]
+    return model
+
+
+@mutant("densenet's stem pool is named `pool` instead of torchvision's `pool0`",
+        replaces="densenet")
+def densenet_pool_renamed(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64,
+                          bn_size=4, num_classes=1000, small_input=False, _reference=densenet):
+    model = _reference(growth_rate, block_config, num_init_features, bn_size, num_classes,
+                       small_input)
+    layers = [("pool" if name == "pool0" else name, m)
+              for name, m in model.features.named_children()]
+    model.features = nn.Sequential(OrderedDict(layers))
     return model
