@@ -375,6 +375,47 @@ def test_layer_table_eval_pass_leaves_model_as_found(student, seed, train):
                      f"running statistics: eval mode)", after[key], state[key])
 
 
+EDGE_MODELS = {
+    # no parameter at all: the input goes on the CPU all the same
+    "parameter_free": (seq(spec("MaxPool2d", 2), spec("Flatten")), (2, 3, 4, 6)),
+    # an in-place ReLU on an output of ONE value still shares its memory with its input
+    "one_value": (seq(spec("Conv2d", 1, 1, 1), spec("ReLU", inplace=True)), (1, 1, 1, 1)),
+}
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("case", sorted(EDGE_MODELS))
+def test_layer_table_edge_models(student, seed, case):
+    """layer_table on a model without parameters, and on outputs of a single value."""
+    model_spec, shape = EDGE_MODELS[case]
+    ours = seeded(model_spec, seed)
+    theirs = lend(student, model_spec, ours.state_dict())
+    got = table_of(student.layer_table(theirs, shape), f"layer_table(model, {shape})")
+    compare_tables(f"layer_table on the {case.replace('_', ' ')} model, input {shape}",
+                   got, oracle_table(ours, shape))
+
+
+@pytest.mark.points(1)
+def test_layer_table_empty_batch(student, seed):
+    """A batch of 0 images: every output is empty, and a convolution's new (empty) output shares
+    no memory with its input: in_place is False."""
+    model_spec = seq(spec("Conv2d", 2, 3, 3), spec("Flatten"))
+    theirs = lend(student, model_spec, seeded(model_spec, seed).state_dict())
+    rows, totals = table_of(student.layer_table(theirs, (0, 2, 5, 5)),
+                            "layer_table(model, (0, 2, 5, 5))")
+    if not rows or rows[0]["type"] != "Conv2d" or rows[0]["output_shape"] != [0, 3, 3, 3]:
+        raise CheckFailure(f"layer_table(model, (0, 2, 5, 5)): the first row must be the Conv2d "
+                           f"with output_shape [0, 3, 3, 3], got {rows[:1]}.")
+    if rows[0]["in_place"]:
+        raise CheckFailure("layer_table(model, (0, 2, 5, 5)): the Conv2d's row says in_place "
+                           "True, but an empty new tensor shares no memory with the input (two "
+                           "empty tensors both have a null data pointer: test numel() > 0 "
+                           "first).")
+    if totals["activations"] != 0 or rows[0]["macs"] != 0:
+        raise CheckFailure(f"layer_table(model, (0, 2, 5, 5)): an empty batch has 0 activations "
+                           f"and 0 multiply-adds, got totals {totals}.")
+
+
 # --- AlexNet ---------------------------------------------------------------------------------
 
 # The lecture's and the paper's sizes after each layer of features (C, H, W), ReLUs included.
@@ -443,6 +484,32 @@ def test_alexnet_sizes_parameters_and_macs(student, groups, num_classes):
     if groups == 2 and macs != expected_macs:
         raise CheckFailure(f"AlexNet(groups=2, num_classes={num_classes}): {macs:,} "
                            f"multiply-adds from its layers, expected {expected_macs:,}.")
+
+
+ALEXNET_FEATURES = ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Conv2d",
+                    "ReLU", "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d"]
+ALEXNET_CLASSIFIER = ["Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
+
+
+@pytest.mark.points(2)
+@pytest.mark.timeout(30)
+def test_alexnet_defaults_and_layer_types(student):
+    """AlexNet() is the single-tower network for 1,000 classes (62,378,344 parameters), with
+    the layers of the docstring in order: a dropout before FC6 and FC7, a ReLU after each."""
+    model = student.AlexNet()
+    try:
+        info = describe(student, model)
+    finally:
+        free(model)
+    if n_params(info) != 62_378_344:
+        raise CheckFailure(f"AlexNet() has {n_params(info):,} parameters, expected 62,378,344 "
+                           f"(the defaults are num_classes=1000, groups=1).")
+    for part, expected in (("features", ALEXNET_FEATURES), ("classifier", ALEXNET_CLASSIFIER)):
+        got = [m["type"] for m in info["modules"]
+               if m["name"].startswith(part + ".") and m["name"].count(".") == 1]
+        if got != expected:
+            raise CheckFailure(f"AlexNet().{part} holds {got}, expected {expected} (the "
+                               f"docstring's layers, in order).")
 
 
 # --- VGG16 -----------------------------------------------------------------------------------
@@ -666,6 +733,34 @@ def test_googlenet_parameters_vs_torchvision(student):
                                f"(InceptionModule{config}).")
 
 
+@pytest.mark.points(3)
+@pytest.mark.timeout(40)
+def test_googlenet_stage_by_stage(student, reference, seed):
+    """googlenet(num_classes=10) with the reference's weights: each named stage, fed the
+    reference's output of the stage before, gives the reference's output (a ReLU after every
+    convolution of the stem, the modules' concatenations, the pools, the classifier)."""
+    model = student.googlenet(num_classes=10)
+    try:
+        torch.manual_seed(seed)
+        ours = reference.googlenet(num_classes=10).eval()
+        missing, unexpected = load_state(student, model, ours.state_dict())
+        if missing or unexpected:
+            raise CheckFailure(f"googlenet(num_classes=10): the docstring's layout does not "
+                               f"load: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+        model.eval()
+        h = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(seed))
+        for name in GOOGLENET_NAMES:
+            with torch.no_grad():
+                expected = getattr(ours, name)(h)
+                got = getattr(model, name)(h.clone())
+            assert_close(f"googlenet(num_classes=10).{name}(h) in eval mode, h the output of "
+                         f"the stages before it (a (2, 3, 64, 48) batch at the start)", got,
+                         expected, rtol=1e-4, atol=1e-5 * (1 + float(expected.abs().max())))
+            h = expected
+    finally:
+        free(model)
+
+
 # --- receptive fields and VGG's 3x3 argument -------------------------------------------------
 
 
@@ -772,5 +867,12 @@ def test_training_memory_max_batch_size(student, seed):
                 f"gives max_batch_size {value!r}, expected {expected} (parameters + gradients "
                 f"+ Adam's state = {fixed:,} bytes, {per_image:,} bytes of activations per "
                 f"image).")
+    got = student.training_memory(theirs, (3, 10, 7), 5)
+    got = got if isinstance(got, dict) else {}
+    for key, value in memory_by_hand(False, 0, 4, 5).items():
+        if got.get(key, "missing") != value:
+            raise CheckFailure(f"training_memory(model, (3, 10, 7), 5) with the defaults (plain "
+                               f"SGD: no optimizer state; float32: 4 bytes per value) gives "
+                               f"{key!r} = {got.get(key, 'missing')!r}, expected {value!r}.")
     assert_raises("training_memory(..., optimizer='rmsprop')", ValueError,
                   student.training_memory, theirs, (3, 10, 7), 2, "rmsprop")

@@ -623,3 +623,80 @@ def training_memory_no_error(model, input_shape, batch_size, optimizer="sgd",
     if optimizer not in ("sgd", "momentum", "adam"):
         optimizer = "sgd"
     return _reference(model, input_shape, batch_size, optimizer, dtype, memory_bytes)
+
+
+# --- promises of the docstrings beyond the main path: edges, defaults, layers ----------------
+
+
+@mutant("layer_table compares the data pointers without checking for empty outputs (two empty "
+        "tensors both point to null: every layer of an empty batch counts as in place)",
+        replaces="layer_table")
+def layer_table_unguarded_in_place(model, input_shape, dtype=torch.float32):
+    b = torch.empty((), dtype=dtype).element_size()
+    names = {}
+    for name, module in model.named_modules():
+        names.setdefault(module, name)
+    rows, seen = [], set()
+
+    def hook(module, inputs, output):
+        fresh = [p for p in module.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in fresh)
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs = output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            macs = output.numel() * module.in_features
+        else:
+            macs = 0
+        rows.append({"name": names[module], "type": type(module).__name__,
+                     "output_shape": list(output.shape), "activations": output.numel(),
+                     "params": sum(p.numel() for p in fresh), "macs": macs,
+                     "in_place": output.untyped_storage().data_ptr()
+                     == inputs[0].untyped_storage().data_ptr()})
+
+    modes = [(m, m.training) for m in model.modules()]
+    handles = [m.register_forward_hook(hook) for m in names if not list(m.children())]
+    x = torch.zeros(tuple(input_shape))
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    for m, training in modes:
+        m.training = training
+    acts = x.numel() + sum(r["activations"] for r in rows if not r["in_place"])
+    params = sum(r["params"] for r in rows)
+    return {"rows": rows, "totals": {
+        "activations": acts, "params": params, "macs": sum(r["macs"] for r in rows),
+        "activation_bytes": acts * b, "param_bytes": params * b,
+        "total_bytes": (acts + params) * b}}
+
+
+@mutant("AlexNet's groups default to 2 (the paper's two GPUs) instead of 1", replaces="AlexNet")
+class AlexNetDefaultTwoTowers(AlexNet):
+    def __init__(self, num_classes=1000, groups=2):
+        super().__init__(num_classes, groups)
+
+
+@mutant("AlexNet has no dropout before FC7 (only before FC6)", replaces="AlexNet")
+class AlexNetOneDropout(AlexNet):
+    def __init__(self, num_classes=1000, groups=1):
+        super().__init__(num_classes, groups)
+        layers = list(self.classifier)
+        del layers[3]  # the Dropout before FC7
+        self.classifier = nn.Sequential(*layers)
+
+
+@mutant("googlenet's conv2 (the 1x1 reduction of the stem) has no ReLU", replaces="googlenet")
+def googlenet_conv2_linear(num_classes=1000, _reference=googlenet):
+    model = _reference(num_classes)
+    model.conv2 = model.conv2[:1]
+    return model
+
+
+@mutant("training_memory's optimizer defaults to 'adam' instead of plain 'sgd'",
+        replaces="training_memory")
+def training_memory_default_adam(model, input_shape, batch_size, optimizer="adam",
+                                 dtype=torch.float32, memory_bytes=None,
+                                 _reference=training_memory):
+    return _reference(model, input_shape, batch_size, optimizer, dtype, memory_bytes)
