@@ -251,6 +251,22 @@ def test_freeze_resnet18(student):
                                f"is in train mode; put frozen batch-norm layers in eval mode")
 
 
+@pytest.mark.points(1)
+def test_freeze_default_with_parameters_before_the_head(student):
+    """freeze(model) on a ShuffleNet V2, whose block before fc (conv5: conv, BN, ReLU) has
+    parameters: only fc trains, conv5 is frozen like the rest of the backbone."""
+    theirs = lend(student, module_spec("torchvision.models.shufflenet_v2_x0_5", num_classes=4),
+                  train=True)
+    student.freeze(theirs)
+    blocks = ["conv1", "maxpool", "stage2", "stage3", "stage4", "conv5", "fc"]
+    check_flags(student, theirs, "fc", blocks, "freeze(shufflenet_v2_x0_5) (train_from=None)")
+    theirs.train()
+    for name, (kind, training) in modes(student, theirs).items():
+        if kind in BN_TYPES and training:
+            raise CheckFailure(f"freeze(shufflenet_v2_x0_5) then model.train(): the frozen "
+                               f"batch-norm layer {name} is in train mode; only the head trains.")
+
+
 @pytest.mark.points(3)
 def test_freeze_bn_modes_through_train_and_eval(student, seed):
     """Frozen BN layers stay in eval mode through model.train(); trainable ones follow it."""

@@ -309,3 +309,12 @@ def extract_features_keeps_dtype(model, x, batch_size=256, _ref=extract_features
 def train_linear_classifier_lr_default(features, labels, num_classes, epochs=100, lr=0.001,
                                        weight_decay=1e-4, seed=0, _ref=train_linear_classifier):
     return _ref(features, labels, num_classes, epochs, lr, weight_decay, seed)
+
+
+@mutant("freeze(model) with no train_from trains the block before the head too (it unfreezes "
+        "from the second-to-last child, a slip that shows only when that block has parameters)",
+        replaces="freeze")
+def freeze_default_two_blocks(model, train_from=None, _reference=freeze):
+    if train_from is None:
+        train_from = [name for name, _ in model.named_children()][-2]
+    return _reference(model, train_from)
