@@ -71,6 +71,9 @@ lint: setup
 # selfcheck. One torch thread per process: two processes of two threads each on two cores
 # wait on each other and run several times slower (labs/labkit/train.py measures it).
 TEST_NOTEBOOKS := tests/test_solutions_run.py tests/test_browser.py tests/test_release.py
+# One solved lab runs in the grader's half instead, so that the two halves end together
+# (measured on a fresh clone: see the README's "make test" paragraph).
+MOVED_LAB := tests/test_solutions_run.py::test_solved_lab_runs_top_to_bottom[06_augmentation]
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 test: setup sandbox browser lint  ## ruff, the whole test suite, and the TA selfcheck
@@ -78,10 +81,11 @@ test: setup sandbox browser lint  ## ruff, the whole test suite, and the TA self
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-grader
 
 test-notebooks: setup sandbox browser  ## the solved labs top to bottom, in JupyterLab, and from the release
-	$(TEST_ENV) $(BIN)/python -m pytest --durations=15 $(TEST_NOTEBOOKS)
+	$(TEST_ENV) $(BIN)/python -m pytest --durations=15 $(TEST_NOTEBOOKS) --deselect "$(MOVED_LAB)"
 
 test-grader: setup sandbox  ## every other test, then the selfcheck (--fast: a mutant stops at its first failing check)
 	$(TEST_ENV) $(BIN)/python -m pytest --durations=15 $(addprefix --ignore=,$(TEST_NOTEBOOKS))
+	$(TEST_ENV) $(BIN)/python -m pytest --durations=1 "$(MOVED_LAB)"
 	$(TEST_ENV) $(BIN)/python -m autograder selfcheck --fast
 
 test-fast: setup sandbox  ## the quick tier: every test not marked slow (no notebook runs), a few minutes

@@ -171,10 +171,13 @@ class ChecksRun:
     enforced: list[str] = field(default_factory=list)
 
 
-def run_checks(source: AnswerSource, limits: Limits, first_failure: bool = False) -> ChecksRun:
+def run_checks(source: AnswerSource, limits: Limits, first_failure: bool = False,
+               first_for: str | None = None) -> ChecksRun:
     """Run every check of a lab on a submission's code, within ``limits``; with
     ``first_failure``, stop at the first check that fails (the selfcheck's question about
-    a mutant is only whether it loses points) and mark the others not run."""
+    a mutant is only whether it loses points) and mark the others not run; with
+    ``first_for``, run first the checks that name that function (the plugin's
+    ``--first-for``: the mutant's suspects, so that the first failure comes sooner)."""
     lab = source.lab
     time_limit = limits.submission_seconds
     checks = {c["check"]: c for c in collect_checks(lab)}
@@ -198,7 +201,8 @@ def run_checks(source: AnswerSource, limits: Limits, first_failure: bool = False
             answers = Path(tmp) / "answers.json"
             answers.write_text(source.to_json(), encoding="utf-8")
             deselect = [f"--deselect={nodeid}::{name}" for name in results]
-            extra = ["--submission", str(answers), *deselect, *(["-x"] if first_failure else [])]
+            extra = ["--submission", str(answers), *deselect, *(["-x"] if first_failure else []),
+                     *(["--first-for", first_for] if first_for else [])]
             code, output = _run_checks_child(_pytest_args(lab, stream, extra, limits), remaining,
                                              limits)
             events = _read_events(stream)
@@ -247,7 +251,7 @@ def run_checks(source: AnswerSource, limits: Limits, first_failure: bool = False
 
 def grade_notebook(
     path, lab: Lab | None = None, student: str | None = None, limits: Limits | None = None,
-    first_failure: bool = False,
+    first_failure: bool = False, first_for: str | None = None,
 ) -> SubmissionReport:  # fmt: skip
     """Grade one notebook and return its report (never raises for a bad submission).
 
@@ -258,6 +262,7 @@ def grade_notebook(
     - limits: what the submission may use (``Limits``; its submission_seconds bounds all
       its checks together).
     - first_failure: stop at the first failing check (``run_checks``); never for grading.
+    - first_for: with first_failure, the name a seeded mutant replaces: its checks run first.
     """
     path = Path(path)
     student = student or path.stem
@@ -274,7 +279,8 @@ def grade_notebook(
                 for c in collect_checks(lab)
             ]
         return report
-    run = run_checks(source, limits or Limits(), first_failure=first_failure)
+    run = run_checks(source, limits or Limits(), first_failure=first_failure,
+                     first_for=first_for if first_failure else None)
     problems = source.problems + [p for p in run.problems if p not in source.problems]
     return SubmissionReport(student, lab.name, str(path), run.results, problems=problems,
                             sandbox=run.sandbox, enforced=run.enforced)

@@ -78,11 +78,13 @@ class LabSelfcheck:
 
 
 def selfcheck_lab(lab: Lab, jobs: int = 2, progress: bool = False,
-                  every_check: bool = True) -> LabSelfcheck:
+                  every_check: bool = True, suspects_first: bool = True) -> LabSelfcheck:
     """Grade the reference, the stubs and every mutant of one lab; with ``progress``, a bar
     on stderr counts the graded notebooks (a lab takes minutes). Without ``every_check``
     a mutant's grading stops at its first failing check: enough to know it is caught,
-    not which checks catch it (``mutant_table`` then lists the first one only)."""
+    not which checks catch it (``mutant_table`` then lists the first one only); with
+    ``suspects_first`` as well, the checks that name the function a mutant replaces run
+    first (benchmarks/selfcheck.py measures what it saves)."""
     solved = solved_notebook(lab)
     mutants = load_mutants(lab)
     with tempfile.TemporaryDirectory(prefix="selfcheck-") as tmp:
@@ -97,8 +99,12 @@ def selfcheck_lab(lab: Lab, jobs: int = 2, progress: bool = False,
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
                 tqdm(total=len(paths), desc=lab.name, unit="notebook", leave=False,
                      disable=not progress, file=sys.stderr) as bar:
+            # Stopping at a mutant's first failure, its suspects run first: the checks
+            # that name the function it replaces.
+            suspects = [None, None] + [m.replaces if suspects_first else None for m in mutants]
             futures = [pool.submit(grade_notebook, path, lab, student=name,
-                                   first_failure=not every_check and i >= 2)
+                                   first_failure=not every_check and i >= 2,
+                                   first_for=suspects[i])
                        for i, (name, path) in enumerate(paths)]
             for _ in as_completed(futures):
                 bar.update(1)

@@ -21,6 +21,8 @@ import torch
 
 from labkit.checks import CheckFailure
 
+_SKIP = object()  # an argument that is not plain data: not compared
+
 
 def _equal(now, before) -> bool:
     """Exact equality of two values built of arrays, tensors, numbers, lists, tuples, dicts."""
@@ -42,7 +44,22 @@ def _equal(now, before) -> bool:
     return now == before or (now != now and before != before)  # NaN equals NaN here
 
 
-def call_unchanged(label: str, fn, *args, names: tuple[str, ...] = (), **kwargs):
+def _plain(value) -> bool:
+    """Whether ``value`` is plain data that a deep copy and ``_equal`` handle: arrays, tensors,
+    numbers, strings, None, and lists, tuples and dicts of them. Anything else (a handle of
+    an object in the student's process, a generator) is left out of the comparison."""
+    if value is None or isinstance(value, (np.ndarray, torch.Tensor, bool, int, float, complex,
+                                           str, bytes, np.generic)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def call_unchanged(label: str, fn, *args, names: tuple[str, ...] = (),
+                   may_change: tuple[str, ...] = (), **kwargs):
     """``fn(*args, **kwargs)``; fail when the call changed one of its arguments in place.
 
     Inputs:
@@ -51,16 +68,23 @@ def call_unchanged(label: str, fn, *args, names: tuple[str, ...] = (), **kwargs)
     - fn: the student's callable (a sandbox handle or, in process, the function).
     - names: the names of the positional parameters, for the message; the others are
       called "argument 1", "argument 2", ...
+    - may_change: names of parameters the docstring lets the call change (a ``bn_param``
+      whose running statistics it updates, a ``cache`` that is the student's own).
 
     Returns what ``fn`` returned.
     """
-    before = copy.deepcopy((args, kwargs))
+    def kept(name, value) -> bool:
+        return name not in may_change and _plain(value)
+
+    labels = [names[i] if i < len(names) else f"argument {i + 1}" for i in range(len(args))]
+    before = ([copy.deepcopy(a) if kept(n, a) else _SKIP
+               for n, a in zip(labels, args, strict=True)],
+              {k: copy.deepcopy(v) for k, v in kwargs.items() if kept(k, v)})
     out = fn(*args, **kwargs)
     for i, (now, was) in enumerate(zip(args, before[0], strict=True)):
-        if not _equal(now, was):
-            name = names[i] if i < len(names) else f"argument {i + 1}"
-            raise CheckFailure(f"your `{label}` changed its argument `{name}` in place; it must "
-                               f"leave its inputs as they were (work on a copy, or write "
+        if was is not _SKIP and not _equal(now, was):
+            raise CheckFailure(f"your `{label}` changed its argument `{labels[i]}` in place; it "
+                               f"must leave its inputs as they were (work on a copy, or write "
                                f"`y = x - m` rather than `x -= m`).")
     for key, was in before[1].items():
         if not _equal(kwargs[key], was):

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from autograder.checks.isolation import call_both
 from labkit.checks import (
     CheckFailure,
     assert_close,
@@ -257,10 +258,11 @@ def test_separable_approximation_random_kernel(student, reference, rng):
         k = rng.standard_normal(shape)
         u, s, vh = torch.linalg.svd(torch.tensor(k))
         expected = (s[0] * torch.outer(u[:, 0], vh[0])).numpy()
-        column, row = student.separable_approximation(k)
+        (column, row), (ref_c, ref_r) = call_both(
+            "separable_approximation", student.separable_approximation,
+            reference.separable_approximation, k, names=("kernel",))
         check_rank1(f"separable_approximation of a random {shape} kernel", column, row,
                     expected, shape)
-        ref_c, ref_r = reference.separable_approximation(k)
         assert_close(f"outer(column, row) of a random {shape} kernel vs the reference",
                      np.outer(column, row), np.outer(ref_c, ref_r), atol=1e-10)
 
@@ -280,10 +282,11 @@ def test_separability_error(student, reference, rng):
         k = rng.standard_normal(shape)
         s = np.linalg.svd(k, compute_uv=False)
         expected = np.sqrt(np.sum(s[1:] ** 2) / np.sum(s**2))
-        got = float(student.separability_error(k))
-        assert_close(f"separability_error of a random {shape} kernel", got, expected)
-        assert_close(f"separability_error of a random {shape} kernel vs the reference", got,
-                     reference.separability_error(k))
+        got, ours = call_both("separability_error", student.separability_error,
+                              reference.separability_error, k, names=("kernel",))
+        assert_close(f"separability_error of a random {shape} kernel", float(got), expected)
+        assert_close(f"separability_error of a random {shape} kernel vs the reference",
+                     float(got), ours)
 
 
 # --- depthwise separable ------------------------------------------------------------------
@@ -299,11 +302,12 @@ def test_depthwise_separable_conv2d_matches_torch(student, reference, rng, param
     depth = F.conv2d(torch.tensor(x), torch.tensor(wd), stride=param.get("stride", 1),
                      padding=param.get("pad", 0), dilation=param.get("dilation", 1), groups=3)
     expected = F.conv2d(depth, torch.tensor(wp)).numpy()
-    out = student.depthwise_separable_conv2d(x, wd, wp, dict(param))
+    out, ours = call_both("depthwise_separable_conv2d", student.depthwise_separable_conv2d,
+                          reference.depthwise_separable_conv2d, x, wd, wp, dict(param),
+                          names=("x", "w_depthwise", "w_pointwise", "conv_param"))
     what = f"depthwise_separable_conv2d (C=3, F=5, {describe(param)})"
     assert_close(what, out, expected)
-    assert_close(what + " vs the reference", out,
-                 reference.depthwise_separable_conv2d(x, wd, wp, dict(param)))
+    assert_close(what + " vs the reference", out, ours)
 
 
 @pytest.mark.points(2)
@@ -365,11 +369,12 @@ def test_conv3d_forward_matches_torch(student, reference, rng, param):
     b = rng.standard_normal(3)
     expected = F.conv3d(*(torch.tensor(a) for a in (x, w, b)), stride=param.get("stride", 1),
                         padding=param.get("pad", 0)).numpy()
-    out, _ = student.conv3d_forward_naive(x, w, b, dict(param))
+    (out, _), (ours, _) = call_both("conv3d_forward_naive", student.conv3d_forward_naive,
+                                    reference.conv3d_forward_naive, x, w, b, dict(param),
+                                    names=("x", "w", "b", "conv_param"))
     what = f"conv3d_forward_naive(x {x.shape}, w {w.shape}, {describe(param) or 'defaults'})"
     assert_close(what, out, expected)
-    assert_close(what + " vs the reference", out,
-                 reference.conv3d_forward_naive(x, w, b, dict(param))[0])
+    assert_close(what + " vs the reference", out, ours)
 
 
 # --- receptive field ----------------------------------------------------------------------
@@ -402,8 +407,8 @@ def test_receptive_field_strides_multiply(student, reference, rng):
                            f"(the third layer's taps are 3 * 3 = 9 input pixels apart).")
     for _ in range(10):
         layers = [tuple(int(v) for v in rng.integers(1, 4, size=3)) for _ in range(4)]
-        expected = reference.receptive_field(layers)
-        got = student.receptive_field(layers)
+        got, expected = call_both("receptive_field", student.receptive_field,
+                                  reference.receptive_field, layers, names=("layers",))
         if got != expected:
             raise CheckFailure(f"receptive_field({layers}) returned {got!r}, expected {expected}.")
 
@@ -437,11 +442,12 @@ def test_conv_transpose2d_matches_torch(student, reference, rng, param):
     expected = F.conv_transpose2d(*(torch.tensor(a) for a in (x, w, b)),
                                   stride=param.get("stride", 1),
                                   padding=param.get("pad", 0)).numpy()
-    out, _ = student.conv_transpose2d_forward(x, w, b, dict(param))
+    (out, _), (ours, _) = call_both("conv_transpose2d_forward", student.conv_transpose2d_forward,
+                                    reference.conv_transpose2d_forward, x, w, b, dict(param),
+                                    names=("x", "w", "b", "conv_param"))
     what = f"conv_transpose2d_forward(x {x.shape}, w {w.shape}, {describe(param) or 'defaults'})"
     assert_close(what, out, expected)
-    assert_close(what + " vs the reference", out,
-                 reference.conv_transpose2d_forward(x, w, b, dict(param))[0])
+    assert_close(what + " vs the reference", out, ours)
 
 
 @pytest.mark.points(1)

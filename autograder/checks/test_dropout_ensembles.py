@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from autograder.checks.isolation import call_both
 from autograder.sandbox.modules import build_module, lend, module_spec
 from labkit.checks import (
     CheckFailure,
@@ -56,12 +57,13 @@ def test_dropout_forward_exact_for_seed(student, reference, rng, keep_prob):
     x = rng.standard_normal((6, 5, 4))
     seed = int(rng.integers(1_000_000))
     param = {"keep_prob": keep_prob, "mode": "train", "seed": seed}
-    out, _ = student.dropout_forward(x, dict(param))
+    (out, _), (ours, _) = call_both("dropout_forward", student.dropout_forward,
+                                    reference.dropout_forward, x, dict(param),
+                                    names=("x", "dropout_param"))
     expected = x * oracle_mask(seed, x.shape, keep_prob)
     assert_close(f"dropout_forward(x, {param})[0] (mask: np.random.default_rng(seed)"
                  f".random(x.shape) < keep_prob, kept units times 1 / keep_prob)", out, expected)
-    assert_close("dropout_forward(x, ...)[0] vs the reference",
-                 out, reference.dropout_forward(x, dict(param))[0])
+    assert_close("dropout_forward(x, ...)[0] vs the reference", out, ours)
 
 
 @pytest.mark.points(1)
@@ -381,12 +383,12 @@ def test_average_probabilities_random(student, reference, rng):
     """average_probabilities of random logits (5 models) vs torch.softmax then mean."""
     logits = rng.standard_normal((5, 30, 10)) * 3
     expected = torch.softmax(torch.from_numpy(logits), dim=2).mean(dim=0).numpy()
-    probs = student.average_probabilities(logits)
+    probs, ours = call_both("average_probabilities", student.average_probabilities,
+                            reference.average_probabilities, logits, names=("logits",))
     assert_close("average_probabilities(logits)", probs, expected)
     assert_close("average_probabilities(logits).sum(axis=1)", np.asarray(probs).sum(axis=1),
                  np.ones(30))
-    assert_close("average_probabilities(logits) vs the reference", probs,
-                 reference.average_probabilities(logits))
+    assert_close("average_probabilities(logits) vs the reference", probs, ours)
 
 
 @pytest.mark.points(1)

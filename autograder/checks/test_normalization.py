@@ -22,11 +22,14 @@ batch norm barely depends on x, and dx is rounding noise):
 The comparisons with torch's autograd are much tighter (rtol 1e-7).
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from autograder.checks.isolation import _plain, call_unchanged
 from labkit.checks import (
     CheckFailure,
     assert_close,
@@ -80,6 +83,23 @@ def unpack2(name, result):
     return result
 
 
+def fwd(student, name, *args):
+    """``student.<name>(*args)``, which must leave x, gamma, beta (and G) as they were; the
+    parameter dict may change (train mode updates its running statistics)."""
+    names = (("x", "gamma", "beta", "G", "gn_param") if "groupnorm" in name
+             else ("x", "gamma", "beta", "bn_param"))
+    return call_unchanged(name, getattr(student, name), *args, names=names[:len(args)],
+                          may_change=(names[-1],))
+
+
+def bwd(student, name, dout, cache):
+    """``student.<name>(dout, cache)`` on its own copy of the cache; dout must come back as it
+    was (a backward pass that scales dout in place changes its caller's gradient)."""
+    return call_unchanged(name, getattr(student, name), dout,
+                          copy.deepcopy(cache) if _plain(cache) else cache,
+                          names=("dout", "cache"), may_change=("cache",))
+
+
 def torch_grads(fn, x, gamma, beta, dout):
     """dx, dgamma, dbeta of sum(fn(x, gamma, beta) * dout) by torch's autograd (float64)."""
     xt, gt, bt = (t64(a).requires_grad_() for a in (x, gamma, beta))
@@ -96,14 +116,36 @@ def numeric_grads(forward, x, gamma, beta, dout):
     return dx, dg, db
 
 
+def _which_terms(label, checks):
+    """Run the comparison of each of dx, dgamma, dbeta; when some fail, one message that
+    names the wrong terms (with each one's own message: by how much) and the right ones."""
+    wrong, right = [], []
+    for what, check in checks:
+        try:
+            check()
+        except CheckFailure as e:
+            wrong.append((what, str(e)))
+        else:
+            right.append(what)
+    if wrong:
+        terms = [w for w, _ in wrong]
+        names = ", ".join(terms[:-1]) + " and " + terms[-1] if len(terms) > 1 else terms[0]
+        ok = f" ({' and '.join(right)} {'is' if len(right) == 1 else 'are'} right)" if right else ""
+        details = " | ".join(message for _, message in wrong)
+        raise CheckFailure(f"{label}: {names} {'is' if len(wrong) == 1 else 'are'} off{ok}. "
+                           f"{details}")
+
+
 def check_grads(label, got, expected, tol):
-    for what, g, e, t in zip(("dx", "dgamma", "dbeta"), got, expected, tol, strict=True):
-        assert_rel_error(f"{label}: {what}", g, e, max_error=t)
+    _which_terms(label, [
+        (what, lambda w=what, g=g, e=e, t=t: assert_rel_error(f"{w}", g, e, max_error=t))
+        for what, g, e, t in zip(("dx", "dgamma", "dbeta"), got, expected, tol, strict=True)])
 
 
 def check_close_grads(label, got, expected, **tol):
-    for what, g, e in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True):
-        assert_close(f"{label}: {what}", g, e, **tol)
+    _which_terms(label, [
+        (what, lambda w=what, g=g, e=e: assert_close(f"{w}", g, e, **tol))
+        for what, g, e in zip(("dx", "dgamma", "dbeta"), got, expected, strict=True)])
 
 
 # --- batchnorm_forward ---------------------------------------------------------------------
@@ -115,7 +157,7 @@ def test_batchnorm_forward_train_matches_torch(student, reference, rng):
     for n, d in ((6, 4), (9, 7), (2, 3)):
         x = features(rng, n, d)
         gamma, beta = affine(rng, d)
-        out, _ = unpack2("batchnorm_forward", student.batchnorm_forward(
+        out, _ = unpack2("batchnorm_forward", fwd(student, "batchnorm_forward",
             x, gamma, beta, {"mode": "train"}))
         expected = F.batch_norm(t64(x), None, None, t64(gamma), t64(beta), training=True,
                                 eps=1e-5).numpy()
@@ -129,7 +171,7 @@ def test_batchnorm_forward_train_matches_torch(student, reference, rng):
 def test_batchnorm_forward_output_is_normalized(student, rng):
     """With gamma = 1, beta = 0, each output column has mean 0 and (biased) variance ~1."""
     x = features(rng, 50, 6)
-    out, _ = student.batchnorm_forward(x, np.ones(6), np.zeros(6), {"mode": "train"})
+    out, _ = fwd(student, "batchnorm_forward", x, np.ones(6), np.zeros(6), {"mode": "train"})
     assert_close("per-feature mean of batchnorm_forward's output", np.mean(out, axis=0),
                  np.zeros(6), atol=1e-10)
     var = x.var(axis=0)
@@ -143,7 +185,7 @@ def test_batchnorm_forward_eps_inside_sqrt(student, rng):
     x = features(rng, 8, 3)
     x[:, 1] = 2.0 + 1e-3 * rng.normal(size=8)  # variance ~1e-6, below eps = 1e-5
     gamma, beta = affine(rng, 3)
-    out, _ = student.batchnorm_forward(x, gamma, beta, {"mode": "train", "eps": 1e-5})
+    out, _ = fwd(student, "batchnorm_forward", x, gamma, beta, {"mode": "train", "eps": 1e-5})
     expected = F.batch_norm(t64(x), None, None, t64(gamma), t64(beta), training=True,
                             eps=1e-5).numpy()
     assert_close("batchnorm_forward on a feature of variance ~1e-6 (x_hat = (x - mean) / "
@@ -160,7 +202,7 @@ def test_batchnorm_running_statistics_over_steps(student, reference, rng):
     rm, rv = torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
     for step in range(4):
         x = features(rng, 6 + step, d)
-        out, _ = student.batchnorm_forward(x, gamma, beta, bn_param)
+        out, _ = fwd(student, "batchnorm_forward", x, gamma, beta, bn_param)
         expected = F.batch_norm(t64(x), rm, rv, t64(gamma), t64(beta), training=True,
                                 momentum=0.3, eps=1e-3).numpy()
         reference.batchnorm_forward(x, gamma, beta, ref_param)
@@ -182,7 +224,7 @@ def test_batchnorm_running_statistics_default_momentum(student, rng):
     x = features(rng, 7, 4)
     gamma, beta = affine(rng, 4)
     bn_param = {"mode": "train"}
-    out, _ = student.batchnorm_forward(x, gamma, beta, bn_param)
+    out, _ = fwd(student, "batchnorm_forward", x, gamma, beta, bn_param)
     rm, rv = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
     F.batch_norm(t64(x), rm, rv, t64(gamma), t64(beta), training=True, momentum=0.1, eps=1e-5)
     for key, oracle in (("running_mean", rm), ("running_var", rv)):
@@ -201,7 +243,7 @@ def test_batchnorm_running_statistics_updated_in_place(student, rng):
     bn_param = {"mode": "train", "running_mean": running_mean, "running_var": running_var}
     x = features(rng, 6, d)
     expected_mean = 0.9 * running_mean + 0.1 * x.mean(axis=0)
-    student.batchnorm_forward(x, *affine(rng, d), bn_param)
+    fwd(student, "batchnorm_forward", x, *affine(rng, d), bn_param)
     for key, arr, exp in (("running_mean", running_mean, expected_mean),):
         if bn_param.get(key) is not arr:
             raise CheckFailure(f'bn_param["{key}"] was replaced by a new array: update the '
@@ -222,7 +264,8 @@ def test_batchnorm_forward_test_mode(student, reference, rng):
     bn_param = {"mode": "test", "running_mean": rm.copy(), "running_var": rv.copy(),
                 "eps": 1e-4}
     x = features(rng, 5, d)
-    out, _ = unpack2("batchnorm_forward", student.batchnorm_forward(x, gamma, beta, bn_param))
+    out, _ = unpack2("batchnorm_forward",
+                     fwd(student, "batchnorm_forward", x, gamma, beta, bn_param))
     expected = F.batch_norm(t64(x), t64(rm), t64(rv), t64(gamma), t64(beta), training=False,
                             eps=1e-4).numpy()
     assert_close("batchnorm_forward in test mode (uses the running statistics)", out, expected,
@@ -234,7 +277,7 @@ def test_batchnorm_forward_test_mode(student, reference, rng):
                  bn_param["running_mean"], rm)
     assert_close('bn_param["running_var"] after a test-mode call (it must not change)',
                  bn_param["running_var"], rv)
-    one, _ = student.batchnorm_forward(x[:1], gamma, beta, bn_param)
+    one, _ = fwd(student, "batchnorm_forward", x[:1], gamma, beta, bn_param)
     assert_close("batchnorm_forward(x[:1]) in test mode (a batch of one)", one, expected[:1],
                  **TIGHT)
 
@@ -246,7 +289,7 @@ def test_batchnorm_forward_does_not_modify_inputs(student, rng):
     gamma, beta = affine(rng, 4)
     before = (x.copy(), gamma.copy(), beta.copy())
     for mode in ("train", "test"):
-        student.batchnorm_forward(x, gamma, beta, {"mode": mode})
+        fwd(student, "batchnorm_forward", x, gamma, beta, {"mode": mode})
         for name, now, then in zip(("x", "gamma", "beta"), (x, gamma, beta), before, strict=True):
             assert_close(f"{name} after batchnorm_forward in {mode} mode (it must not change)",
                          now, then)
@@ -263,11 +306,11 @@ def test_batchnorm_backward_numeric(student, rng, name):
     x = features(rng, n, d)
     gamma, beta = affine(rng, d)
     dout = rng.normal(size=(n, d))
-    _, cache = student.batchnorm_forward(x, gamma, beta, {"mode": "train"})
-    got = unpack3(name, getattr(student, name)(dout, cache))
+    _, cache = fwd(student, "batchnorm_forward", x, gamma, beta, {"mode": "train"})
+    got = unpack3(name, bwd(student, name, dout, cache))
 
     def forward(xx, gg, bb):
-        return student.batchnorm_forward(xx, gg, bb, {"mode": "train"})[0]
+        return fwd(student, "batchnorm_forward", xx, gg, bb, {"mode": "train"})[0]
 
     check_grads(f"{name} vs numerical gradient", got, numeric_grads(forward, x, gamma, beta, dout),
                 GRAD_TOL[name])
@@ -281,8 +324,8 @@ def test_batchnorm_backward_matches_torch(student, reference, rng, name):
         x = features(rng, n, d)
         gamma, beta = affine(rng, d)
         dout = rng.normal(size=(n, d))
-        _, cache = student.batchnorm_forward(x, gamma, beta, {"mode": "train"})
-        got = unpack3(name, getattr(student, name)(dout, cache))
+        _, cache = fwd(student, "batchnorm_forward", x, gamma, beta, {"mode": "train"})
+        got = unpack3(name, bwd(student, name, dout, cache))
         expected = torch_grads(lambda a, g, b: F.batch_norm(a, None, None, g, b, training=True),
                                x, gamma, beta, dout)
         for what, e in zip(("dx", "dgamma", "dbeta"), expected, strict=True):
@@ -299,9 +342,9 @@ def test_batchnorm_backward_alt_equals_graph_version(student, rng):
     x = features(rng, 32, 10)
     gamma, beta = affine(rng, 10)
     dout = rng.normal(size=(32, 10))
-    _, cache = student.batchnorm_forward(x, gamma, beta, {"mode": "train"})
-    a = unpack3("batchnorm_backward", student.batchnorm_backward(dout, cache))
-    b = unpack3("batchnorm_backward_alt", student.batchnorm_backward_alt(dout, cache))
+    _, cache = fwd(student, "batchnorm_forward", x, gamma, beta, {"mode": "train"})
+    a = unpack3("batchnorm_backward", bwd(student, "batchnorm_backward", dout, cache))
+    b = unpack3("batchnorm_backward_alt", bwd(student, "batchnorm_backward_alt", dout, cache))
     check_close_grads("batchnorm_backward_alt vs batchnorm_backward", b, a, rtol=1e-8,
                       atol=1e-11)
 
@@ -316,7 +359,7 @@ def test_layernorm_forward_matches_torch(student, reference, rng):
         x = features(rng, n, d)
         gamma, beta = affine(rng, d)
         eps = 1e-5 if n != 7 else 1e-3
-        out, _ = unpack2("layernorm_forward", student.layernorm_forward(
+        out, _ = unpack2("layernorm_forward", fwd(student, "layernorm_forward",
             x, gamma, beta, {"eps": eps} if eps != 1e-5 else {}))
         expected = F.layer_norm(t64(x), (d,), t64(gamma), t64(beta), eps=eps).numpy()
         assert_close(f"layernorm_forward(x of shape {x.shape}, eps={eps:g})", out, expected,
@@ -330,9 +373,9 @@ def test_layernorm_rows_are_independent(student, rng):
     """Each row is normalized with its own statistics: row i alone gives the same output."""
     x = features(rng, 6, 5)
     gamma, beta = affine(rng, 5)
-    whole, _ = student.layernorm_forward(x, gamma, beta, {})
+    whole, _ = fwd(student, "layernorm_forward", x, gamma, beta, {})
     for i in (0, 4):
-        alone, _ = student.layernorm_forward(x[i : i + 1], gamma, beta, {})
+        alone, _ = fwd(student, "layernorm_forward", x[i : i + 1], gamma, beta, {})
         assert_close(f"layernorm_forward(x[{i}:{i + 1}]) vs layernorm_forward(x)[{i}:{i + 1}] "
                      "(statistics over the features of each sample, never over the batch)",
                      alone, whole[i : i + 1], **TIGHT)
@@ -345,11 +388,11 @@ def test_layernorm_backward(student, reference, rng):
         x = features(rng, n, d)
         gamma, beta = affine(rng, d)
         dout = rng.normal(size=(n, d))
-        _, cache = student.layernorm_forward(x, gamma, beta, {})
-        got = unpack3("layernorm_backward", student.layernorm_backward(dout, cache))
+        _, cache = fwd(student, "layernorm_forward", x, gamma, beta, {})
+        got = unpack3("layernorm_backward", bwd(student, "layernorm_backward", dout, cache))
 
         def forward(xx, gg, bb):
-            return student.layernorm_forward(xx, gg, bb, {})[0]
+            return fwd(student, "layernorm_forward", xx, gg, bb, {})[0]
 
         label = f"layernorm_backward (x of shape {x.shape})"
         check_grads(f"{label} vs numerical gradient", got,
@@ -368,8 +411,8 @@ def test_layernorm_does_not_modify_inputs(student, rng):
     gamma, beta = affine(rng, 5)
     dout = rng.normal(size=(3, 5))
     before = [a.copy() for a in (x, gamma, beta, dout)]
-    _, cache = student.layernorm_forward(x, gamma, beta, {})
-    student.layernorm_backward(dout, cache)
+    _, cache = fwd(student, "layernorm_forward", x, gamma, beta, {})
+    bwd(student, "layernorm_backward", dout, cache)
     for name, now, then in zip(("x", "gamma", "beta", "dout"), (x, gamma, beta, dout), before,
                                strict=True):
         assert_close(f"{name} after layernorm_forward/backward (it must not change)", now, then)
@@ -389,7 +432,7 @@ def test_spatial_batchnorm_forward_train_matches_torch(student, reference, rng):
     for step in range(3):
         x = maps(rng, n, c, h, w)
         out, _ = unpack2("spatial_batchnorm_forward",
-                         student.spatial_batchnorm_forward(x, gamma, beta, bn_param))
+                         fwd(student, "spatial_batchnorm_forward", x, gamma, beta, bn_param))
         expected = F.batch_norm(t64(x), rm, rv, t64(gamma), t64(beta), training=True,
                                 momentum=0.2, eps=1e-5).numpy()
         assert_close(f"spatial_batchnorm_forward(x of shape {x.shape}), train step {step + 1}",
@@ -409,7 +452,7 @@ def test_spatial_batchnorm_forward_test_mode(student, rng):
     rm, rv = rng.normal(size=c), rng.uniform(0.2, 3.0, size=c)
     x = maps(rng, n, c, h, w)
     bn_param = {"mode": "test", "running_mean": rm.copy(), "running_var": rv.copy()}
-    out, _ = student.spatial_batchnorm_forward(x, gamma, beta, bn_param)
+    out, _ = fwd(student, "spatial_batchnorm_forward", x, gamma, beta, bn_param)
     expected = F.batch_norm(t64(x), t64(rm), t64(rv), t64(gamma), t64(beta),
                             training=False).numpy()
     assert_close("spatial_batchnorm_forward in test mode", out, expected, **TIGHT)
@@ -422,11 +465,12 @@ def test_spatial_batchnorm_backward(student, reference, rng):
     x = maps(rng, n, c, h, w)
     gamma, beta = affine(rng, c)
     dout = rng.normal(size=x.shape)
-    _, cache = student.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
-    got = unpack3("spatial_batchnorm_backward", student.spatial_batchnorm_backward(dout, cache))
+    _, cache = fwd(student, "spatial_batchnorm_forward", x, gamma, beta, {"mode": "train"})
+    got = unpack3("spatial_batchnorm_backward",
+                  bwd(student, "spatial_batchnorm_backward", dout, cache))
 
     def forward(xx, gg, bb):
-        return student.spatial_batchnorm_forward(xx, gg, bb, {"mode": "train"})[0]
+        return fwd(student, "spatial_batchnorm_forward", xx, gg, bb, {"mode": "train"})[0]
 
     label = f"spatial_batchnorm_backward (x of shape {x.shape})"
     check_grads(f"{label} vs numerical gradient", got,
@@ -446,8 +490,8 @@ def test_spatial_batchnorm_does_not_modify_inputs(student, rng):
     gamma, beta = affine(rng, 3)
     dout = rng.normal(size=x.shape)
     before = [a.copy() for a in (x, gamma, beta, dout)]
-    _, cache = student.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
-    student.spatial_batchnorm_backward(dout, cache)
+    _, cache = fwd(student, "spatial_batchnorm_forward", x, gamma, beta, {"mode": "train"})
+    bwd(student, "spatial_batchnorm_backward", dout, cache)
     for name, now, then in zip(("x", "gamma", "beta", "dout"), (x, gamma, beta, dout), before,
                                strict=True):
         assert_close(f"{name} after spatial_batchnorm_forward/backward (it must not change)",
@@ -465,7 +509,7 @@ def test_spatial_groupnorm_forward_matches_torch(student, reference, rng, G):
     x = maps(rng, n, c, h, w)
     gamma, beta = affine(rng, c)
     out, _ = unpack2("spatial_groupnorm_forward",
-                     student.spatial_groupnorm_forward(x, gamma, beta, G, {}))
+                     fwd(student, "spatial_groupnorm_forward", x, gamma, beta, G, {}))
     expected = F.group_norm(t64(x), G, t64(gamma), t64(beta), eps=1e-5).numpy()
     assert_close(f"spatial_groupnorm_forward(x of shape {x.shape}, G={G}) (group g holds the "
                  f"consecutive channels g*C//G ... (g+1)*C//G - 1)", out, expected, **TIGHT)
@@ -483,7 +527,7 @@ def test_spatial_groupnorm_forward_eps(student, rng):
     x = maps(rng, 2, 4, 3, 3)
     x[:, :2] = 1.0 + 1e-3 * rng.normal(size=(2, 2, 3, 3))  # a near-constant group
     gamma, beta = affine(rng, 4)
-    out, _ = student.spatial_groupnorm_forward(x, gamma, beta, 2, {"eps": 1e-4})
+    out, _ = fwd(student, "spatial_groupnorm_forward", x, gamma, beta, 2, {"eps": 1e-4})
     expected = F.group_norm(t64(x), 2, t64(gamma), t64(beta), eps=1e-4).numpy()
     assert_close('spatial_groupnorm_forward with gn_param = {"eps": 1e-4}', out, expected,
                  **TIGHT)
@@ -519,11 +563,12 @@ def test_spatial_groupnorm_backward(student, reference, rng, G):
     x = maps(rng, n, c, h, w)
     gamma, beta = affine(rng, c)
     dout = rng.normal(size=x.shape)
-    _, cache = student.spatial_groupnorm_forward(x, gamma, beta, G, {})
-    got = unpack3("spatial_groupnorm_backward", student.spatial_groupnorm_backward(dout, cache))
+    _, cache = fwd(student, "spatial_groupnorm_forward", x, gamma, beta, G, {})
+    got = unpack3("spatial_groupnorm_backward",
+                  bwd(student, "spatial_groupnorm_backward", dout, cache))
 
     def forward(xx, gg, bb):
-        return student.spatial_groupnorm_forward(xx, gg, bb, G, {})[0]
+        return fwd(student, "spatial_groupnorm_forward", xx, gg, bb, G, {})[0]
 
     label = f"spatial_groupnorm_backward (x of shape {x.shape}, G={G})"
     check_grads(f"{label} vs numerical gradient", got,
@@ -542,8 +587,8 @@ def test_spatial_groupnorm_does_not_modify_inputs(student, rng):
     gamma, beta = affine(rng, 4)
     dout = rng.normal(size=x.shape)
     before = [a.copy() for a in (x, gamma, beta, dout)]
-    _, cache = student.spatial_groupnorm_forward(x, gamma, beta, 2, {})
-    student.spatial_groupnorm_backward(dout, cache)
+    _, cache = fwd(student, "spatial_groupnorm_forward", x, gamma, beta, 2, {})
+    bwd(student, "spatial_groupnorm_backward", dout, cache)
     for name, now, then in zip(("x", "gamma", "beta", "dout"), (x, gamma, beta, dout), before,
                                strict=True):
         assert_close(f"{name} after spatial_groupnorm_forward/backward (it must not change)",

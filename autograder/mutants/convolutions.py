@@ -17,6 +17,7 @@ from solutions.convolutions import (
     conv2d_forward_naive,
     conv_output_size,
     conv_transpose2d_forward,
+    separability_error,
 )
 
 
@@ -244,3 +245,11 @@ class DepthwiseSeparableConv2dPadOne(DepthwiseSeparableConv2d):
         super().__init__(in_ch, out_ch, k, stride)
         self.depthwise = nn.Conv2d(in_ch, in_ch, k, stride=stride, padding=1, groups=in_ch,
                                    bias=False)
+
+
+@mutant("separability_error normalizes the kernel in place (kernel /= its norm) before its SVD: "
+        "the right value, and the caller's kernel changed", replaces="separability_error")
+def separability_error_in_place(kernel, _reference=separability_error):
+    if isinstance(kernel, np.ndarray) and kernel.dtype.kind == "f":
+        kernel /= np.linalg.norm(kernel)
+    return _reference(kernel)

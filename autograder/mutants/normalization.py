@@ -263,3 +263,15 @@ def spatial_groupnorm_forward_reshape_only(x, gamma, beta, G, gn_param):
     x_hat = (xc * inv_std).reshape(n, c, h, w)
     out = gamma[None, :, None, None] * x_hat + beta[None, :, None, None]
     return out, {"x_hat": x_hat, "inv_std": inv_std, "gamma": gamma, "G": G}
+
+
+@mutant("batchnorm_backward_alt centres dout in place (dout -= dout.mean(axis=0)) to reuse it: "
+        "the right gradients, and the caller's dout changed", replaces="batchnorm_backward_alt")
+def batchnorm_backward_alt_in_place(dout, cache):
+    x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
+    n = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dout -= dbeta / n
+    dx = (gamma * inv_std) * (dout - x_hat * dgamma / n)
+    return dx, dgamma, dbeta
