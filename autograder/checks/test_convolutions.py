@@ -494,51 +494,47 @@ def test_spatially_separable_module(student, rng):
                  expected, rtol=1e-4, atol=1e-5)
 
 
+def check_depthwise_separable_module(student, rng, in_ch, out_ch, k, stride=None, size=(9, 8)):
+    """DepthwiseSeparableConv2d(in_ch, out_ch, k[, stride]): its parameters (names and count
+    against the formula), its output shape and its forward, against torch on its own weights.
+    stride None: the default (1)."""
+    args = (in_ch, out_ch, k) if stride is None else (in_ch, out_ch, k, stride)
+    what = f"DepthwiseSeparableConv2d{args}"
+    m = student.DepthwiseSeparableConv2d(*args)
+    state = m.state_dict()
+    for key in ("depthwise.weight", "pointwise.weight", "pointwise.bias"):
+        if key not in state:
+            raise CheckFailure(f"{what} has no parameter {key!r} (its parameters: "
+                               f"{sorted(state)}).")
+    count = sum(int(t.numel()) for t in state.values())
+    expected = k * k * in_ch + in_ch * out_ch + out_ch
+    if count != expected:
+        raise CheckFailure(f"{what} has {count} parameters, expected depthwise_separable_cost"
+                           f"(...)[0] + out_ch = {expected}.")
+    s = stride or 1
+    x = torch.tensor(rng.standard_normal((2, in_ch, *size)), dtype=torch.float32)
+    with torch.no_grad():
+        out = m(x)
+        expected = F.conv2d(F.conv2d(x, state["depthwise.weight"], stride=s, padding=k // 2,
+                                     groups=in_ch),
+                            state["pointwise.weight"], state["pointwise.bias"])
+    shape = (2, out_ch, *((n + 2 * (k // 2) - k) // s + 1 for n in size))
+    default = " and the default stride 1" if stride is None else ""
+    assert_shape(f"{what}(x) for x of shape {tuple(x.shape)} (padding k // 2{default})", out,
+                 shape)
+    assert_close(f"{what}(x) for x of shape {tuple(x.shape)}", out, expected, rtol=1e-4,
+                 atol=1e-5)
+
+
 @pytest.mark.points(2)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_separable_module(student, rng, stride):
     """DepthwiseSeparableConv2d: parameter count against the formula, shape, and forward."""
-    in_ch, out_ch, k = 4, 6, 3
-    m = student.DepthwiseSeparableConv2d(in_ch, out_ch, k, stride)
-    state = m.state_dict()
-    count = sum(int(t.numel()) for t in state.values())
-    expected = k * k * in_ch + in_ch * out_ch + out_ch
-    if count != expected:
-        raise CheckFailure(f"DepthwiseSeparableConv2d({in_ch}, {out_ch}, {k}, {stride}) has "
-                           f"{count} parameters, expected depthwise_separable_cost(...)[0] + "
-                           f"out_ch = {expected}.")
-    for key in ("depthwise.weight", "pointwise.weight", "pointwise.bias"):
-        if key not in state:
-            raise CheckFailure(f"DepthwiseSeparableConv2d has no parameter {key!r} (its "
-                               f"parameters: {sorted(state)}).")
-    x = torch.tensor(rng.standard_normal((2, in_ch, 9, 8)), dtype=torch.float32)
-    with torch.no_grad():
-        out = m(x)
-        expected = F.conv2d(F.conv2d(x, state["depthwise.weight"], stride=stride, padding=k // 2,
-                                     groups=in_ch),
-                            state["pointwise.weight"], state["pointwise.bias"])
-    assert_close(f"DepthwiseSeparableConv2d(4, 6, 3, stride={stride})(x) for x of shape "
-                 f"(2, 4, 9, 8)", out, expected, rtol=1e-4, atol=1e-5)
+    check_depthwise_separable_module(student, rng, 4, 6, 3, stride)
 
 
 @pytest.mark.points(1)
 def test_depthwise_separable_module_k5_default_stride(student, rng):
     """DepthwiseSeparableConv2d(in, out, 5): padding k // 2 = 2 and the default stride 1
     keep the height and width."""
-    in_ch, out_ch, k = 3, 5, 5
-    m = student.DepthwiseSeparableConv2d(in_ch, out_ch, k)
-    state = m.state_dict()
-    for key in ("depthwise.weight", "pointwise.weight", "pointwise.bias"):
-        if key not in state:
-            raise CheckFailure(f"DepthwiseSeparableConv2d has no parameter {key!r} (its "
-                               f"parameters: {sorted(state)}).")
-    x = torch.tensor(rng.standard_normal((2, in_ch, 7, 6)), dtype=torch.float32)
-    with torch.no_grad():
-        out = m(x)
-        expected = F.conv2d(F.conv2d(x, state["depthwise.weight"], padding=k // 2,
-                                     groups=in_ch),
-                            state["pointwise.weight"], state["pointwise.bias"])
-    assert_shape("DepthwiseSeparableConv2d(3, 5, 5)(x) for x of shape (2, 3, 7, 6) (padding "
-                 "k // 2 = 2 and the default stride 1 keep H and W)", out, (2, out_ch, 7, 6))
-    assert_close("DepthwiseSeparableConv2d(3, 5, 5)(x) for x of shape (2, 3, 7, 6)", out,
-                 expected, rtol=1e-4, atol=1e-5)
+    check_depthwise_separable_module(student, rng, 3, 5, 5, size=(7, 6))
