@@ -197,3 +197,21 @@ def test_first_failure_stops_a_mutant_at_its_first_failing_check(tmp_path, solve
     assert statuses[first + 1:] and all(s == "not_run" for s in statuses[first + 1:]), statuses
     assert all("an earlier check failed" in c.message for c in fast.checks[first + 1:])
     assert fast.score < full.max_score
+
+
+def test_first_for_runs_a_mutants_suspects_first(tmp_path):
+    """The selfcheck's --first-for reorders the checks, the ones that name the function
+    first (in file order), the others after (in file order), and drops or adds none."""
+    from autograder.runner import PYTEST, _pytest_args, _read_events, _run_child, collect_checks
+
+    lab = find_lab("07")
+    results = tmp_path / "collect.jsonl"
+    args = _pytest_args(lab, results, ["--collect-only", "--first-for", "googlenet"], Limits())
+    code, output = _run_child([*PYTEST, *args], 120)
+    assert code == 0, output
+    collected = next(e for e in _read_events(results) if e["event"] == "collected")
+    order = [c["check"] for c in collected["checks"]]
+    plain = [c["check"] for c in collect_checks(lab)]
+    suspects = [n for n in plain if n.startswith("test_googlenet")]
+    assert len(suspects) >= 3
+    assert order == suspects + [n for n in plain if n not in suspects]

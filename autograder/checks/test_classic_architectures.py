@@ -595,12 +595,18 @@ def test_vgg16_loads_torchvision_weights(student, seed):
 @pytest.mark.points(2)
 @pytest.mark.timeout(40)
 def test_vgg16_num_classes_and_small_input(student):
-    """vgg16(num_classes=10): 134,301,514 parameters, outputs (N, 10) for 40x36 images."""
+    """vgg16(num_classes=10): 134,301,514 parameters, its four named children, outputs (N, 10)
+    for 40x36 images."""
     reference_model = meta_torchvision("vgg16", weights=None, num_classes=10)
     model = student.vgg16(num_classes=10)
     try:
         info = describe(student, model)
         compare_layout("vgg16(num_classes=10)", info, reference_model)
+        children = [m["name"] for m in info["modules"] if m["name"] and "." not in m["name"]]
+        if children != ["features", "avgpool", "flatten", "classifier"]:
+            raise CheckFailure(f"vgg16(num_classes=10)'s children are {children}, expected "
+                               f"['features', 'avgpool', 'flatten', 'classifier'], in that order "
+                               f"(the docstring's names, the parameter-free ones included).")
         expected = sum(p.numel() for p in reference_model.parameters())
         if n_params(info) != expected:
             raise CheckFailure(f"vgg16(num_classes=10) has {n_params(info):,} parameters, "
