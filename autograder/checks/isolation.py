@@ -44,7 +44,7 @@ def _equal(now, before) -> bool:
     return now == before or (now != now and before != before)  # NaN equals NaN here
 
 
-def _plain(value) -> bool:
+def is_plain_data(value) -> bool:
     """Whether ``value`` is plain data that a deep copy and ``_equal`` handle: arrays, tensors,
     numbers, strings, None, and lists, tuples and dicts of them. Anything else (a handle of
     an object in the student's process, a generator) is left out of the comparison."""
@@ -52,9 +52,9 @@ def _plain(value) -> bool:
                                            str, bytes, np.generic)):
         return True
     if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
+        return all(is_plain_data(v) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+        return all(isinstance(k, str) and is_plain_data(v) for k, v in value.items())
     return False
 
 
@@ -74,7 +74,7 @@ def call_unchanged(label: str, fn, *args, names: tuple[str, ...] = (),
     Returns what ``fn`` returned.
     """
     def kept(name, value) -> bool:
-        return name not in may_change and _plain(value)
+        return name not in may_change and is_plain_data(value)
 
     labels = [names[i] if i < len(names) else f"argument {i + 1}" for i in range(len(args))]
     before = ([copy.deepcopy(a) if kept(n, a) else _SKIP

@@ -478,6 +478,18 @@ def oracle_mixup(x, y, alpha, k, seed):
     return x_mixed, y_soft, lam_t
 
 
+def check_seed_draws(student, name, oracle, x, y, alpha, k, seed, rtol):
+    """The weights of ``name`` (mixup or cutmix) on 4 more generator seeds against the oracle's:
+    numpy's seed must be the documented torch.randint(0, 2**32, ...) draw (another range
+    gives the same seed on about half of the generator seeds, so one seed cannot tell)."""
+    for other in range(seed + 1, seed + 5):
+        _, _, lam = unpack3(name, getattr(student, name)(x.clone(), y.clone(), alpha, k,
+                                                          student_generator(student, other)))
+        assert_close(f"{name}(...)[2] with a generator seeded with {other}: the weights from "
+                     f"np.random.default_rng(int(torch.randint(0, 2**32, (1,), generator)))",
+                     lam, oracle(x, y, alpha, k, other)[2], rtol=rtol, atol=1e-6)
+
+
 def unpack3(name, answer):
     if not isinstance(answer, tuple) or len(answer) != 3:
         raise CheckFailure(f"{name} must return a tuple (x_mixed, y_soft, lam).")
@@ -489,15 +501,7 @@ def test_mixup_matches_oracle_for_a_seed(student, rng, seed):
     """mixup with the documented draws (randperm, then one Beta weight per image)."""
     x, y = images(rng, (7, 3, 4, 5)), torch.from_numpy(rng.integers(0, 6, 7))
     copies = x.clone(), y.clone()
-    # Other generator seeds first: the seed of numpy's generator must be the documented
-    # torch.randint(0, 2**32, ...) draw (another range gives another seed on some of them).
-    for other in range(seed + 1, seed + 5):
-        _, _, lam_other = unpack3("mixup", student.mixup(x.clone(), y.clone(), 0.4, 6,
-                                                          student_generator(student, other)))
-        assert_close(f"mixup(...)[2] with a generator seeded with {other}: lam from "
-                     f"np.random.default_rng(int(torch.randint(0, 2**32, (1,), generator)))",
-                     as_tensor("lam", lam_other), oracle_mixup(x, y, 0.4, 6, other)[2],
-                     rtol=1e-5, atol=1e-6)
+    check_seed_draws(student, "mixup", oracle_mixup, x, y, 0.4, 6, seed, rtol=1e-5)
     x_mixed, y_soft, lam = unpack3("mixup", student.mixup(x, y, 0.4, 6,
                                                           student_generator(student, seed)))
     ex, ey, elam = oracle_mixup(*copies, 0.4, 6, seed)
@@ -600,13 +604,7 @@ def test_cutmix_matches_oracle_for_a_seed(student, rng, seed):
     """cutmix with the documented draws: boxes clipped at the border, labels by area."""
     x, y = images(rng, (8, 2, 6, 9)), torch.from_numpy(rng.integers(0, 4, 8))
     copies = x.clone(), y.clone()
-    for other in range(seed + 1, seed + 5):  # the documented seed draw, as for mixup
-        _, _, lam_other = unpack3("cutmix", student.cutmix(x.clone(), y.clone(), 0.5, 4,
-                                                            student_generator(student, other)))
-        assert_close(f"cutmix(...)[2] with a generator seeded with {other}: lam_box from the "
-                     f"documented draws (seed = int(torch.randint(0, 2**32, (1,), generator)))",
-                     as_tensor("lam_box", lam_other), oracle_cutmix(x, y, 0.5, 4, other)[2],
-                     rtol=1e-6, atol=1e-6)
+    check_seed_draws(student, "cutmix", oracle_cutmix, x, y, 0.5, 4, seed, rtol=1e-6)
     x_mixed, y_soft, lam = unpack3("cutmix", student.cutmix(x, y, 0.5, 4,
                                                             student_generator(student, seed)))
     ex, ey, elam = oracle_cutmix(*copies, 0.5, 4, seed)

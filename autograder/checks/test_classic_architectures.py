@@ -165,6 +165,16 @@ def free(model):
 
 # --- layer_table: counts against hooks and the FLOP counter ----------------------------------
 
+
+def compare_with_oracle(student, seed, case, model_spec, shape):
+    """layer_table on the student's copy of ``model_spec`` against the grader's hooks and
+    torch's FLOP counter on its own copy, row by row and total by total."""
+    ours = seeded(model_spec, seed)
+    theirs = lend(student, model_spec, ours.state_dict())
+    got = table_of(student.layer_table(theirs, shape), f"layer_table(model, {shape})")
+    compare_tables(f"layer_table on the {case.replace('_', ' ')} model, input {shape}",
+                   got, oracle_table(ours, shape))
+
 SMALL_MODELS = {
     "conv_groups_stride_bias": (seq(
         spec("Conv2d", 6, 12, 3, stride=2, padding=1, groups=3),
@@ -190,12 +200,7 @@ def test_layer_table_against_hooks_and_flop_counter(student, seed, case):
     """Every row and total of layer_table on small models (groups, stride, dilation, bias
     False, BatchNorm, pooling, dropout, Linear on 3D inputs) against the grader's hooks and
     torch's FLOP counter."""
-    model_spec, shape = SMALL_MODELS[case]
-    ours = seeded(model_spec, seed)
-    theirs = lend(student, model_spec, ours.state_dict())
-    got = table_of(student.layer_table(theirs, shape), f"layer_table(model, {shape})")
-    compare_tables(f"layer_table on the {case.replace('_', ' ')} model, input {shape}",
-                   got, oracle_table(ours, shape))
+    compare_with_oracle(student, seed, case, *SMALL_MODELS[case])
 
 
 @pytest.mark.points(4)
@@ -387,12 +392,7 @@ EDGE_MODELS = {
 @pytest.mark.parametrize("case", sorted(EDGE_MODELS))
 def test_layer_table_edge_models(student, seed, case):
     """layer_table on a model without parameters, and on outputs of a single value."""
-    model_spec, shape = EDGE_MODELS[case]
-    ours = seeded(model_spec, seed)
-    theirs = lend(student, model_spec, ours.state_dict())
-    got = table_of(student.layer_table(theirs, shape), f"layer_table(model, {shape})")
-    compare_tables(f"layer_table on the {case.replace('_', ' ')} model, input {shape}",
-                   got, oracle_table(ours, shape))
+    compare_with_oracle(student, seed, case, *EDGE_MODELS[case])
 
 
 @pytest.mark.points(1)

@@ -29,7 +29,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.checks.isolation import _plain, call_unchanged
+from autograder.checks.isolation import call_unchanged, is_plain_data
 from labkit.checks import (
     CheckFailure,
     assert_close,
@@ -96,7 +96,7 @@ def bwd(student, name, dout, cache):
     """``student.<name>(dout, cache)`` on its own copy of the cache; dout must come back as it
     was (a backward pass that scales dout in place changes its caller's gradient)."""
     return call_unchanged(name, getattr(student, name), dout,
-                          copy.deepcopy(cache) if _plain(cache) else cache,
+                          copy.deepcopy(cache) if is_plain_data(cache) else cache,
                           names=("dout", "cache"), may_change=("cache",))
 
 
